@@ -1,0 +1,1 @@
+"""ganforge's assembler: recipes, validation, shape inference, building, training and the CLI."""

@@ -1,0 +1,5 @@
+"""Normalisations: batch/instance/layer/group, pixel norm, AdaIN, conditional BN, SPADE, spectral norm."""
+
+from .pixel import PixelNorm, pixel_norm
+
+__all__ = ["PixelNorm", "pixel_norm"]
