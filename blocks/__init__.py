@@ -5,9 +5,27 @@ attached, e.g. ``from blocks import PixelNorm``; an architect finds them by key,
 ``blocks.NORMS.create("pixel_norm")``.
 """
 
+from . import (
+    activations,
+    attention,
+    conditioning,
+    init,
+    layers,
+    mapping,
+    norms,
+    objectives,
+    resample,
+    structure,
+)
+from .activations import *  # noqa: F403
+from .attention import *  # noqa: F403
+from .conditioning import *  # noqa: F403
 from .core import Block, Example, Sizes, clear_impl_cache
+from .init import *  # noqa: F403
+from .layers import *  # noqa: F403
+from .mapping import *  # noqa: F403
 from .norms import *  # noqa: F403
-from .norms import __all__ as _norms
+from .objectives import *  # noqa: F403
 from .registry import (
     ACTIVATIONS,
     ATTENTION,
@@ -30,7 +48,9 @@ from .registry import (
     kind,
     list_blocks,
 )
+from .resample import *  # noqa: F403
 from .shapes import ShapeError, check_shape, set_shape_checks, shape_checks
+from .structure import *  # noqa: F403
 
 __all__ = [
     "ACTIVATIONS", "ATTENTION", "CONDITIONING", "INITS", "KINDS", "LAYERS", "LOSSES", "MAPPING",
@@ -38,5 +58,6 @@ __all__ = [
     "Block", "Entry", "Example", "Registry", "ShapeError", "Sizes", "UnknownKeyError",
     "check_shape", "clear_impl_cache", "describe", "find_block", "kind", "list_blocks",
     "set_shape_checks", "shape_checks",
-    *_norms,
+    *activations.__all__, *attention.__all__, *conditioning.__all__, *init.__all__, *layers.__all__,
+    *mapping.__all__, *norms.__all__, *objectives.__all__, *resample.__all__, *structure.__all__,
 ]

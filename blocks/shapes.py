@@ -111,6 +111,7 @@ def check_shape(
                 raise ShapeError(who, name, _render(tokens, seen), shape, f"a dim is {size}, expected {tok}")
             continue
         if tok in seen and seen[tok] != size:
-            raise ShapeError(who, name, _render(tokens, seen), shape, f"{tok} is {size}, expected {seen[tok]}")
+            why = f"{tok} is {size}, expected {seen[tok]}"
+            raise ShapeError(who, name, _render(tokens, seen), shape, why)
         seen[tok] = size
     return seen

@@ -106,8 +106,11 @@ def test_builds_from_defaults_and_on_meta(entry):
     for name, p in inspect.signature(entry.obj).parameters.items():
         if name not in ex.kwargs:
             assert p.default is not p.empty, f"{entry.key}: required argument {name} missing from example"
+    # Sub-modules passed in (e.g. a residual body) move to meta with the block.
+    meta_kwargs = {k: copy.deepcopy(v).to("meta") if isinstance(v, torch.nn.Module) else v
+                   for k, v in ex.kwargs.items()}
     with torch.device("meta"):
-        meta_block = entry.obj(**ex.kwargs)
+        meta_block = entry.obj(**meta_kwargs)
     assert all(p.is_meta for p in meta_block.parameters())
     meta_in = tuple(x.to("meta") for x in ex.inputs)
     meta_cond = {k: v.to("meta") for k, v in ex.cond.items()}

@@ -1,0 +1,3 @@
+"""Conditioning injectors: concatenation, embeddings, heads, augmentation, skip-z, coordinates, noise."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Convolutions and linear layers: plain (with optional spectral norm), equalized, modulated, styled."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Mapping networks (StyleGAN)."""
+
+__all__: list[str] = []

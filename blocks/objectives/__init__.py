@@ -1,0 +1,3 @@
+"""Objectives: adversarial and auxiliary losses, and regularizers."""
+
+__all__: list[str] = []
