@@ -1,3 +1,6 @@
 """Convolutions and linear layers: plain (with optional spectral norm), equalized, modulated, styled."""
 
-__all__: list[str] = []
+from . import basic
+from .basic import *  # noqa: F403
+
+__all__ = [*basic.__all__]

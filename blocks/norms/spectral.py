@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import copy
 from typing import TypeVar
 
-from torch import nn
-from torch.nn.utils import parametrizations
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils import parametrizations, parametrize
+
+from ..core import Block, Example, Shape, Sizes
+from ..registry import NORMS
+
+__all__ = ["SpectralNorm", "spectral_norm"]
 
 M = TypeVar("M", bound=nn.Module)
+
+_TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, *_TRANSPOSED)
 
 
 def spectral_norm(module: M, name: str = "weight", n_power_iterations: int = 1, eps: float = 1e-12) -> M:
@@ -23,6 +34,97 @@ def spectral_norm(module: M, name: str = "weight", n_power_iterations: int = 1, 
         n_power_iterations: power-iteration steps per training forward (paper: 1).
         eps: added to norms in the power iteration (torch: 1e-12; BigGAN-PyTorch uses 1e-8 in G, D).
     """
-    dim = 1 if isinstance(module, nn.ConvTranspose1d | nn.ConvTranspose2d | nn.ConvTranspose3d) else 0
+    dim = 1 if isinstance(module, _TRANSPOSED) else 0
     return parametrizations.spectral_norm(module, name, n_power_iterations=n_power_iterations, eps=eps,
                                           dim=dim)
+
+
+@NORMS.register("spectral_norm", paper="Miyato et al. 2018, Spectral Normalization for GANs, Algorithm 1")
+class SpectralNorm(Block):
+    """Wrap a module so that its weight is divided by its spectral norm σ(W) on every forward.
+
+    W is viewed as a matrix (out, -1) -- (out_channels, in_channels·k·k) for a conv, (out, in) for a
+    linear, (n_classes, D) for an embedding -- and σ is estimated by power iteration with a persistent
+    vector u: ``n_power_iterations`` steps per forward in training mode, none in eval mode (Miyato et al.
+    2018, Algorithm 1). torch's parametrization also runs 15 warm-up iterations when it is attached, so σ
+    is already accurate on the first forward (the paper and BigGAN-PyTorch start from a random u).
+
+    The given module is deep-copied before it is parametrised, so the caller's module is left unchanged
+    and wrapping the same module twice never stacks two normalisations. Inputs are checked for the torch
+    conv, linear and embedding layers; any other module checks its own inputs.
+
+    Args:
+        module: the module to wrap; it must hold a parameter ``name`` with 2 or more dims.
+        n_power_iterations: power-iteration steps per training forward (paper: 1).
+        eps: added to the vector norms in the power iteration (torch: 1e-12).
+        name: the parameter to normalise.
+
+    Attributes:
+        sigma: the current estimate uᵀ W v of σ(W) (the one the last forward divided by).
+
+    Shape:
+        - x: whatever ``module`` takes, e.g. (B, C, H, W) for a conv, (B, ..., D) for a linear.
+        - output: whatever ``module`` returns.
+    """
+
+    def __init__(self, module: nn.Module, n_power_iterations: int = 1, eps: float = 1e-12,
+                 name: str = "weight"):
+        super().__init__()
+        if not isinstance(module, nn.Module):
+            raise self.fail(f"module should be an nn.Module, got {type(module).__name__}", TypeError)
+        weight = getattr(module, name, None)
+        if not isinstance(weight, Tensor) or weight.dim() < 2:
+            found = "nothing" if weight is None else f"shape {tuple(getattr(weight, 'shape', ()))}"
+            raise self.fail(f"{type(module).__name__}.{name} should be a weight of 2 or more dims, "
+                            f"found {found}")
+        if parametrize.is_parametrized(module, name):
+            raise self.fail(f"{type(module).__name__}.{name} is already parametrized (spectral norm "
+                            "applied twice?)")
+        if n_power_iterations < 1:
+            raise self.fail(f"n_power_iterations must be >= 1, got {n_power_iterations}")
+        self.name, self.n_power_iterations, self.eps = name, n_power_iterations, eps
+        self.module = spectral_norm(copy.deepcopy(module), name, n_power_iterations, eps)
+
+    @property
+    def sigma(self) -> Tensor:
+        """uᵀ W v from the stored power-iteration vectors (no iteration is run)."""
+        sn = getattr(self.module.parametrizations, self.name)
+        w = sn.original.detach()
+        w_mat = w.movedim(sn[0].dim, 0).flatten(1)  # (out, in·k·k)
+        return torch.vdot(sn[0]._u, torch.mv(w_mat, sn[0]._v))
+
+    def forward(self, x: Tensor) -> Tensor:
+        m = self.module
+        if isinstance(m, _CONVS):
+            spatial = len(m.kernel_size)
+            self.check(x, " ".join(["B", "C", *("_" * spatial)]), C=m.in_channels)
+        elif isinstance(m, nn.Linear):
+            self.check(x, "B ... D", D=m.in_features)
+        elif isinstance(m, nn.Embedding):
+            self.check(x, "B ...")
+            if x.is_floating_point() or x.is_complex():
+                raise self.fail(f"x should hold indices (an integer dtype), got {x.dtype}", TypeError)
+        return m(x)
+
+    def out_shape(self, x: Shape) -> Shape:
+        # The wrapped module's own shape law, found by running a meta copy of it.
+        meta = copy.deepcopy(self.module).to("meta")
+        dtype = next((p.dtype for p in meta.parameters() if p.is_floating_point()), torch.float32)
+        if isinstance(meta, nn.Embedding):
+            dtype = torch.long
+        return tuple(meta(torch.empty(x, dtype=dtype, device="meta")).shape)
+
+    @classmethod
+    def example(cls, s: Sizes) -> Example:
+        conv = nn.Conv2d(s.C, s.D, 3, padding=1)
+        with torch.no_grad():
+            # Weights from the drawn generator, so two examples of the same sizes are the same block. A
+            # dominant rank-1 part (σ1/σ2 > 10) makes the warm-up iterations converge, so σ no longer moves
+            # between training forwards and two calls on the same input agree.
+            u, v = F.normalize(s.randn(s.D), dim=0), F.normalize(s.randn(s.C * 9), dim=0)
+            conv.weight.copy_(3 * torch.outer(u, v).view_as(conv.weight) + 0.02 * s.randn(*conv.weight.shape))
+            conv.bias.copy_(s.randn(s.D))
+        return Example({"module": conv}, (s.randn(s.B, s.C, s.H, s.W),))
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, n_power_iterations={self.n_power_iterations}, eps={self.eps}"

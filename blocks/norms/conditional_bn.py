@@ -1,0 +1,208 @@
+"""Class-conditional batch normalisation (SN-GAN's per-class affine, BigGAN's linear-in-y affine)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..core import Block, Example, Shape, Sizes
+from ..registry import NORMS
+from .spectral import spectral_norm
+
+__all__ = ["ConditionalBatchNorm", "conditional_batch_norm"]
+
+
+def _per_channel(t: Tensor, ndim: int) -> Tensor:
+    """(B, C) -> (B, C, 1, ...) broadcastable against an ``ndim``-dim (B, C, ...) tensor."""
+    return t.view(*t.shape, *([1] * (ndim - 2)))
+
+
+def conditional_batch_norm(
+    x: Tensor,
+    gain: Tensor,
+    bias: Tensor,
+    running_mean: Tensor | None,
+    running_var: Tensor | None,
+    training: bool,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Batch-normalise ``x`` without affine, then scale and shift each sample by its own gain and bias.
+
+    ``out = gain_b · (x - μ) / sqrt(σ² + eps) + bias_b`` (de Vries et al. 2017; Miyato & Koyama 2018,
+    sec. 3; BigGAN's ``ccbn``), μ and the biased σ² per channel over (B, H, W) in training -- which also
+    moves the running averages by ``momentum``, with the unbiased variance, as ``F.batch_norm`` does --
+    and the running averages in eval mode. This is the reference formulation.
+
+    Args:
+        x: features (B, C, ...).
+        gain: per-sample, per-channel scale (B, C).
+        bias: per-sample, per-channel shift (B, C).
+        running_mean: running mean (C,), updated in place in training; None to keep none.
+        running_var: running variance (C,), likewise.
+        training: normalise with batch statistics (and update the running ones).
+        momentum: running-average factor.
+        eps: added to the variance.
+
+    Shape:
+        - x: (B, C, ...); gain, bias: (B, C)
+        - output: same as x.
+    """
+    normed = F.batch_norm(x, running_mean, running_var, None, None, training, momentum, eps)
+    return normed * _per_channel(gain, x.dim()) + _per_channel(bias, x.dim())
+
+
+def _conditional_batch_norm_fused(
+    x: Tensor, gain: Tensor, bias: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
+    training: bool, momentum: float, eps: float,
+) -> Tensor:
+    """:func:`conditional_batch_norm` with normalisation and affine folded into one multiply-add on x:
+    ``x · s + t`` with ``s = gain / sqrt(σ² + eps)``, ``t = bias - μ·s`` (BigGAN-PyTorch's ``fused_bn``)."""
+    if training or running_mean is None:
+        dims = [0, *range(2, x.dim())]
+        var, mean = torch.var_mean(x, dim=dims, correction=0)  # (C,) each
+        if training and running_mean is not None:
+            n = x.numel() // x.shape[1]
+            with torch.no_grad():
+                running_mean.lerp_(mean.detach().to(running_mean.dtype), momentum)
+                unbiased = var.detach().to(running_var.dtype) * (n / max(n - 1, 1))
+                running_var.lerp_(unbiased, momentum)
+    else:
+        mean, var = running_mean, running_var
+    scale = gain * torch.rsqrt(var + eps)  # (B, C)
+    shift = bias - mean * scale  # (B, C)
+    return torch.addcmul(_per_channel(shift, x.dim()), x, _per_channel(scale, x.dim()))
+
+
+@NORMS.register("conditional_batch_norm", paper="Miyato & Koyama 2018, cGANs with Projection "
+                "Discriminator, sec. 3 (categorical CBN); Brock et al. 2019, BigGAN, sec. 3 (linear CBN)",
+                consumes=("y",), batch_coupled=True)
+class ConditionalBatchNorm(Block):
+    """Batch norm whose affine gain and bias depend on the conditioning y, per sample.
+
+    Two variants, chosen by which argument is given (exactly one):
+
+    - ``n_classes``: y is a class index; each class has its own gain and bias vector (SN-GAN's
+      categorical conditional BN, Miyato & Koyama 2018), stored as the parameters ``class_gain`` and
+      ``class_bias`` (n_classes, C), initialised to 1 and 0. They are plain parameters, not
+      ``nn.Embedding`` layers, so the weight initialisers of ``blocks.init`` leave them at 1 and 0.
+    - ``y_dim``: y is a vector (BigGAN's shared class embedding concatenated with a z chunk);
+      ``gain = 1 + gain(y)`` and ``bias = bias(y)`` with two bias-free linear layers ``gain`` and
+      ``bias`` (y_dim -> C), optionally spectrally normalised (BigGAN's ``ccbn``; BigGAN's generator
+      uses ``sn=True``). Gains are centred on 1 whatever the linear weights.
+
+    The normalisation itself has no affine parameters; eps 1e-5 and momentum 0.1 as BigGAN and torch.
+
+    Args:
+        in_channels: channels C of x.
+        y_dim: size D of the conditioning vector (linear variant).
+        n_classes: number of classes (categorical variant).
+        eps: added to the variance.
+        momentum: running-average factor of the batch statistics.
+        sn: spectral-normalise the two linear layers (y_dim variant only).
+        sn_eps: epsilon of their power iteration.
+        impl: ``"ref"`` (batch norm, then multiply and add), ``"fast"`` (batch statistics, then a single
+            ``x · s + t`` with the gain folded into s) or ``"auto"``.
+
+    Shape:
+        - x: (B, C, ...) -- (B, C) or (B, C, H, W).
+        - y: (B,) class indices (n_classes) or (B, D) vectors (y_dim).
+        - output: same as x.
+    """
+
+    impls = ("ref", "fast")
+    default_impl: ClassVar[dict[str, str]] = {"cpu": "fast", "cuda": "fast"}
+
+    def __init__(
+        self,
+        in_channels: int,
+        y_dim: int | None = None,
+        n_classes: int | None = None,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        sn: bool = False,
+        sn_eps: float = 1e-12,
+        impl: str = "auto",
+    ):
+        super().__init__()
+        if (y_dim is None) == (n_classes is None):
+            raise self.fail(f"give exactly one of y_dim (a conditioning vector) and n_classes (a class "
+                            f"index), got y_dim={y_dim}, n_classes={n_classes}")
+        size = y_dim if y_dim is not None else n_classes
+        if in_channels < 1 or size < 1:
+            raise self.fail(f"in_channels and y_dim/n_classes must be >= 1, got {in_channels} and {size}")
+        if sn and n_classes is not None:
+            raise self.fail("sn applies to the y_dim variant's linear layers; the n_classes variant has none")
+        self.in_channels, self.y_dim, self.n_classes = in_channels, y_dim, n_classes
+        self.eps, self.momentum, self.sn = eps, momentum, sn
+        if n_classes is not None:
+            self.class_gain = nn.Parameter(torch.ones(n_classes, in_channels))
+            self.class_bias = nn.Parameter(torch.zeros(n_classes, in_channels))
+        else:
+            self.gain = nn.Linear(y_dim, in_channels, bias=False)
+            self.bias = nn.Linear(y_dim, in_channels, bias=False)
+            if sn:
+                spectral_norm(self.gain, eps=sn_eps)
+                spectral_norm(self.bias, eps=sn_eps)
+        self.register_buffer("running_mean", torch.zeros(in_channels))
+        self.register_buffer("running_var", torch.ones(in_channels))
+        self._init_impl(impl)
+
+    def affine(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-sample gain and bias, each (B, C), for the conditioning y."""
+        if self.n_classes is not None:
+            return F.embedding(y, self.class_gain), F.embedding(y, self.class_bias)
+        return 1 + self.gain(y), self.bias(y)
+
+    def _check(self, x: Tensor, y: Tensor) -> None:
+        dims = self.check(x, "B C ...", C=self.in_channels)
+        if self.n_classes is not None:
+            self.check(y, "B", "y", B=dims.get("B"))
+            if y.dtype not in (torch.int64, torch.int32):
+                raise self.fail(f"y should hold class indices (int64 or int32), got dtype {y.dtype}",
+                                TypeError)
+            if not (y.is_meta or y.numel() == 0 or torch.compiler.is_compiling()):
+                lo, hi = int(y.min()), int(y.max())
+                if lo < 0 or hi >= self.n_classes:
+                    raise self.fail(f"y should hold class indices in [0, {self.n_classes}), got values in "
+                                    f"[{lo}, {hi}]")
+        else:
+            self.check(y, "B D", "y", B=dims.get("B"), D=self.y_dim)
+            if not y.is_floating_point():
+                raise self.fail(f"y should be a float vector (B, {self.y_dim}), got dtype {y.dtype}",
+                                TypeError)
+        if self.training and dims and x.numel() == dims["C"]:
+            raise self.fail(f"needs more than one value per channel in training, got x of shape "
+                            f"{tuple(x.shape)}")
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        self._check(x, y)
+        gain, bias = self.affine(y)
+
+        def run(impl: str) -> Tensor:
+            fn = _conditional_batch_norm_fused if impl == "fast" else conditional_batch_norm
+            return fn(x, gain, bias, self.running_mean, self.running_var, self.training, self.momentum,
+                      self.eps)
+
+        return self.dispatch(x.device, x.dtype, run)
+
+    def call_function(self, x: Tensor, y: Tensor) -> Tensor:
+        self._check(x, y)
+        gain, bias = self.affine(y)
+        return conditional_batch_norm(x, gain, bias, self.running_mean, self.running_var, self.training,
+                                      self.momentum, self.eps)
+
+    def out_shape(self, x: Shape, y: Shape) -> Shape:
+        return tuple(x)
+
+    @classmethod
+    def example(cls, s: Sizes) -> Example:
+        return Example({"in_channels": s.C, "y_dim": s.D}, (s.randn(s.B, s.C, s.H, s.W),),
+                       {"y": s.randn(s.B, s.D)})
+
+    def extra_repr(self) -> str:
+        cond = f"n_classes={self.n_classes}" if self.n_classes is not None else f"y_dim={self.y_dim}"
+        return f"{self.in_channels}, {cond}, eps={self.eps}, momentum={self.momentum}, sn={self.sn}"
