@@ -1,0 +1,125 @@
+"""Spectral norm: the normalised weight has σ_max = 1 (checked by SVD), in the layers and in the block."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from blocks import Conv2dLayer, ConvTranspose2dLayer, EmbeddingLayer, LinearLayer, SpectralNorm
+
+
+def sigma_max(w: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """Largest singular value of w viewed as (w.shape[dim], -1), by SVD (independent of power iteration)."""
+    return torch.linalg.matrix_norm(w.movedim(dim, 0).flatten(1), ord=2)
+
+
+def train_forwards(block: nn.Module, x: torch.Tensor, n: int) -> None:
+    block.train()
+    with torch.no_grad():
+        for _ in range(n):
+            block(x)
+
+
+LAYERS = [
+    ("conv", lambda **kw: Conv2dLayer(3, 8, **kw), "conv", 0, torch.randn(2, 3, 6, 5)),
+    ("conv_transpose", lambda **kw: ConvTranspose2dLayer(3, 8, **kw), "conv", 1, torch.randn(2, 3, 4, 4)),
+    ("linear", lambda **kw: LinearLayer(7, 5, **kw), "linear", 0, torch.randn(2, 7)),
+    ("embedding", lambda **kw: EmbeddingLayer(6, 4, **kw), "embed", 0, torch.tensor([1, 5])),
+]
+
+
+@pytest.mark.parametrize("key,make,child,dim,x", LAYERS, ids=[c[0] for c in LAYERS])
+def test_sn_weight_has_unit_spectral_norm(key, make, child, dim, x):
+    layer = make(sn=True)
+    train_forwards(layer, x, 50)
+    layer.eval()
+    inner = getattr(layer, child)
+    w = inner.weight  # W / σ with the converged u, v
+    torch.testing.assert_close(sigma_max(w.detach(), dim), torch.tensor(1.0), atol=1e-3, rtol=0)
+    # The raw weight was not itself of norm 1: the normalisation did the work.
+    assert abs(float(sigma_max(inner.parametrizations.weight.original.detach(), dim)) - 1) > 0.05
+
+
+@pytest.mark.parametrize("key,make,child,dim,x", LAYERS, ids=[c[0] for c in LAYERS])
+def test_sn_adds_no_parameters_only_buffers(key, make, child, dim, x):
+    plain, sn = make(), make(sn=True)
+    assert sum(p.numel() for p in sn.parameters()) == sum(p.numel() for p in plain.parameters())
+    buffers = dict(sn.named_buffers())
+    assert {n.rsplit(".", 1)[-1] for n in buffers} == {"_u", "_v"}
+    assert f"{child}.parametrizations.weight.original" in sn.state_dict()
+
+
+def test_sn_conv_output_equals_conv_with_weight_divided_by_svd_sigma():
+    layer = Conv2dLayer(3, 4, sn=True)
+    x = torch.randn(2, 3, 7, 5)
+    train_forwards(layer, x, 50)
+    layer.eval()
+    raw = layer.conv.parametrizations.weight.original.detach()
+    expected = F.conv2d(x, raw / sigma_max(raw), layer.conv.bias, padding=1)
+    torch.testing.assert_close(layer(x), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_sn_eps_and_iterations_are_passed_through():
+    layer = LinearLayer(5, 3, sn=True, sn_eps=1e-6, sn_iters=3)
+    sn = layer.linear.parametrizations.weight[0]
+    assert sn.eps == 1e-6 and sn.n_power_iterations == 3
+
+
+def test_one_power_iteration_per_training_forward_none_in_eval():
+    layer = LinearLayer(6, 6, sn=True)
+    u = layer.linear.parametrizations.weight[0]._u
+    before = u.clone()
+    layer.eval()
+    layer(torch.randn(2, 6))
+    assert torch.equal(u, before)
+    with torch.no_grad():
+        layer.linear.parametrizations.weight.original.add_(torch.randn(6, 6))  # u is no longer converged
+    layer.train()
+    layer(torch.randn(2, 6))
+    assert not torch.equal(u, before)
+
+
+# ---- the SpectralNorm block -------------------------------------------------------------------------
+
+
+def test_block_sigma_converges_to_the_svd_sigma_and_normalises():
+    conv = nn.Conv2d(3, 5, 3, padding=1)
+    block = SpectralNorm(conv)
+    x = torch.randn(2, 3, 6, 4)
+    train_forwards(block, x, 50)
+    w = block.module.parametrizations.weight.original.detach()
+    torch.testing.assert_close(block.sigma, sigma_max(w), rtol=1e-4, atol=0)
+    block.eval()
+    torch.testing.assert_close(block(x), F.conv2d(x, w / sigma_max(w), conv.bias, padding=1),
+                               atol=1e-5, rtol=1e-4)
+
+
+def test_block_sigma_is_the_divisor_of_the_last_forward():
+    block = SpectralNorm(nn.Linear(4, 6))
+    block(torch.randn(2, 4))
+    w = block.module.parametrizations.weight.original.detach()
+    block.eval()
+    torch.testing.assert_close(block.module.weight, w / block.sigma)
+
+
+def test_block_leaves_the_callers_module_alone_and_wraps_transposed_convs_on_out_dim():
+    conv = nn.ConvTranspose2d(3, 5, 4, 2, 1)
+    block = SpectralNorm(conv, n_power_iterations=2, eps=1e-8)
+    assert not hasattr(conv, "parametrizations")
+    sn = block.module.parametrizations.weight[0]
+    assert (sn.dim, sn.n_power_iterations, sn.eps) == (1, 2, 1e-8)
+    x = torch.randn(1, 3, 4, 4)
+    assert tuple(block(x).shape) == block.out_shape(tuple(x.shape)) == (1, 5, 8, 8)
+
+
+def test_block_checks_inputs_of_known_layers_and_rejects_weightless_modules():
+    with pytest.raises(ValueError, match=r"^SpectralNorm.*weight of 2 or more dims"):
+        SpectralNorm(nn.ReLU())
+    with pytest.raises(ValueError, match=r"^SpectralNorm"):
+        SpectralNorm(nn.LayerNorm(4))  # 1-D weight
+    with pytest.raises(ValueError, match=r"^SpectralNorm"):
+        SpectralNorm(nn.Linear(4, 3))(torch.randn(2, 5))
+    with pytest.raises(TypeError, match=r"^SpectralNorm.*integer"):
+        SpectralNorm(nn.Embedding(4, 3))(torch.randn(2))
