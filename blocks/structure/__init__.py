@@ -1,3 +1,9 @@
 """Structure: residual, fade-in, ProGAN toRGB/fromRGB, minibatch statistics, register combinators."""
 
-__all__: list[str] = []
+from . import combine, fade, minibatch, residual
+from .combine import *  # noqa: F403
+from .fade import *  # noqa: F403
+from .minibatch import *  # noqa: F403
+from .residual import *  # noqa: F403
+
+__all__: list[str] = [*combine.__all__, *fade.__all__, *minibatch.__all__, *residual.__all__]
