@@ -1,0 +1,111 @@
+"""Declared network inputs: ``latent(dim, prior)``, ``class(n)``, ``image(C, H, W)``, ``label_map(n, H, W)``,
+``text_embedding(dim)``, ``tokens(n, dim)``, ``vector(dim)``, ``coords(dim)``.
+
+A declaration is written as a call, e.g. ``z: latent(512)`` or ``img: image(3, resolution, resolution)``;
+its arguments are safe expressions over the recipe's variables. A trailing ``?`` makes the input optional
+(``z: latent(256)?``): the network's forward takes it as a keyword defaulting to ``None``.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .expr import ExprError, evaluate
+
+PRIORS = ("normal", "uniform", "bernoulli")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One declared input. ``shape`` excludes the batch dimension."""
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    prior: str = "normal"
+    n_classes: int = 0
+    optional: bool = False
+
+    @property
+    def is_index(self) -> bool:
+        return self.kind == "class"
+
+    def meta(self, batch: int = 1) -> Tensor:
+        """A meta tensor of this input's shape and dtype (for shape inference)."""
+        dtype = torch.long if self.is_index else torch.float32
+        return torch.empty((batch, *self.shape), dtype=dtype, device="meta")
+
+    def sample(self, batch: int, generator: torch.Generator | None = None, device: Any = "cpu") -> Tensor:
+        """Draw from the prior (latents, classes); data-bound kinds cannot be sampled."""
+        if self.kind == "class":
+            return torch.randint(0, self.n_classes, (batch,), generator=generator).to(device)
+        if self.kind in ("latent", "vector", "coords"):
+            if self.prior == "uniform":
+                return (torch.rand((batch, *self.shape), generator=generator) * 2 - 1).to(device)
+            if self.prior == "bernoulli":
+                return torch.bernoulli(torch.full((batch, *self.shape), 0.5), generator=generator).to(device)
+            return torch.randn((batch, *self.shape), generator=generator).to(device)
+        raise ValueError(f"input '{self.name}' ({self.kind}) comes from data and cannot be sampled")
+
+    def describe(self) -> str:
+        args = ", ".join(str(s) for s in (self.n_classes,) if self.kind == "class") or ", ".join(
+            str(s) for s in self.shape)
+        extra = f", {self.prior}" if self.kind == "latent" and self.prior != "normal" else ""
+        return f"{self.kind}({args}{extra}){'?' if self.optional else ''}"
+
+
+_ARITY = {
+    "latent": (1, 1), "vector": (1, 1), "coords": (1, 1), "text_embedding": (1, 1), "class": (1, 1),
+    "image": (3, 3), "label_map": (3, 3), "tokens": (2, 2),
+}
+
+
+def parse_input(name: str, text: Any, env: Mapping[str, Any]) -> InputSpec:
+    """Parse a declaration such as ``"latent(512)"`` with variables from ``env``."""
+    if not isinstance(text, str):
+        raise ValueError(f"expected a declaration like latent(512) or image(3, 64, 64), found {text!r}")
+    src = text.strip()
+    optional = src.endswith("?")
+    src = src.rstrip("?").strip()
+    try:
+        node = ast.parse(src, mode="eval").body
+    except SyntaxError:
+        raise ValueError(f"cannot parse input declaration '{text}'") from None
+    if isinstance(node, ast.Name):
+        node = ast.Call(func=node, args=[], keywords=[])
+    if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
+        raise ValueError(f"input declaration '{text}' should look like kind(args)")
+    kind = node.func.id
+    if kind not in _ARITY:
+        raise ValueError(f"unknown input kind '{kind}'; known: {', '.join(sorted(_ARITY))}")
+    prior = "normal"
+    args: list[Any] = []
+    try:
+        for a in node.args:
+            if isinstance(a, ast.Name) and a.id in PRIORS:
+                prior = a.id
+            else:
+                args.append(evaluate(a, env))
+        for kw in node.keywords:
+            if kw.arg != "prior":
+                raise ValueError(f"unknown keyword '{kw.arg}' in '{text}'")
+            prior = evaluate(kw.value, {**env, **{p: p for p in PRIORS}})
+    except ExprError as err:
+        raise ValueError(f"in '{text}': {err}") from None
+    lo, hi = _ARITY[kind]
+    if not lo <= len(args) <= hi:
+        raise ValueError(f"{kind}() takes {lo} size argument{'s' if lo > 1 else ''}, got {len(args)} in '{text}'")
+    for a in args:
+        if not isinstance(a, int) or isinstance(a, bool) or a <= 0:
+            raise ValueError(f"sizes in '{text}' must be positive integers, found {a!r}")
+    if prior not in PRIORS:
+        raise ValueError(f"unknown prior '{prior}'; known: {', '.join(PRIORS)}")
+    if kind == "class":
+        return InputSpec(name, kind, (), n_classes=args[0], optional=optional)
+    return InputSpec(name, kind, tuple(args), prior=prior, optional=optional)

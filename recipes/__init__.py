@@ -1,0 +1,1 @@
+"""Built-in recipes (YAML), shipped inside the wheel."""
