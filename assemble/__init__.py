@@ -1,1 +1,14 @@
-"""ganforge's assembler: recipes, validation, shape inference, building, training and the CLI."""
+"""ganforge's assembler: recipes, validation, shape inference, building, training and the CLI.
+
+    >>> import assemble
+    >>> gan = assemble.build("dcgan")
+    >>> gan.G(torch.randn(4, 100)).shape       # doctest: +SKIP
+    torch.Size([4, 3, 64, 64])
+"""
+
+from .errors import Issue, RecipeError
+from .gan import GAN, build, plan
+from .network import Network
+from .recipe import list_recipes, load
+
+__all__ = ["GAN", "Issue", "Network", "RecipeError", "build", "list_recipes", "load", "plan"]

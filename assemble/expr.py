@@ -59,13 +59,18 @@ def parse(text: str) -> ast.expr:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as err:
         raise ExprError(f"cannot parse expression '{text}': {err.msg}") from None
+    except (ValueError, RecursionError, MemoryError) as err:  # null bytes, absurd nesting
+        raise ExprError(f"cannot parse expression: {err}") from None
     return tree.body
 
 
 def evaluate(text: str | ast.expr, names: Mapping[str, Any]) -> Any:
     """Evaluate an expression (text without ``$``, or a parsed tree) with the given names."""
     node = parse(text) if isinstance(text, str) else text
-    return _Eval(names).visit(node)
+    try:
+        return _Eval(names).visit(node)
+    except RecursionError:
+        raise ExprError("expression is nested too deeply") from None
 
 
 def names_in(text: str) -> set[str]:

@@ -333,7 +333,7 @@ def infer(spec: NetworkSpec, stage: int | None = None, batch: int = 1) -> Plan:
     except ExprError as err:
         raise RecipeError(f"{where}: a runtime condition failed: {err}") from None
     for prog, nodes in spec.programs.items():
-        for path, node in walk(nodes, prog):
+        for _, node in walk(nodes, prog):
             if isinstance(node, BlockNode) and id(node) not in infer_.modules:
                 issues.add(node.path, f"this step never runs (its 'when' is false at every stage, or a "
                                       f"'stop' always comes first){f' ({node.context})' if node.context else ''}")

@@ -41,7 +41,8 @@ from .expr import ExprError, evaluate, is_expr, names_in, parse
 STEP_OPTIONS = ("from", "into", "when", "if", "emit")
 CONSTRUCTS = ("for", "residual", "stop")
 INFERRED = ("in_channels", "in_features", "seg_channels")
-_SIZE_NAME = re.compile(r"(^|_)(channels|features|dim|classes|kernel_size|layers|heads|chunks|groups)$|^n_")
+_SIZE_NAME = re.compile(r"(^|_)(channels|features|classes|kernel_size|layers|heads|chunks|groups)$|^n_")
+_DIM_NAME = re.compile(r"(^|_)dim$")  # widths where 0 means "none" (c_dim=0, as in NVlabs' code)
 
 
 # ---- nodes ---------------------------------------------------------------------------------------
@@ -188,9 +189,7 @@ def conforms(value: Any, ann: Any) -> bool:
         return all(conforms(v, args[0]) for v in value)
     if origin in (dict, cabc.Mapping) or ann is dict:
         return isinstance(value, dict)
-    if isinstance(ann, type) and issubclass(ann, nn.Module):
-        return False
-    return True
+    return not (isinstance(ann, type) and issubclass(ann, nn.Module))  # recipes cannot pass modules
 
 
 def coerce(value: Any, ann: Any) -> Any:
@@ -207,8 +206,10 @@ def _type_name(ann: Any) -> str:
     return getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
 
 
-def check_args(entry: Entry, args: dict[str, Any], path: str, issues: Collector, ctx: str) -> dict[str, Any]:
-    """Bind ``args`` to the block's constructor: unknown, missing, ill-typed and non-positive values."""
+def check_args(entry: Entry, args: dict[str, Any], path: str, issues: Collector, ctx: str,
+               reported: set[str] = frozenset()) -> dict[str, Any]:  # type: ignore[assignment]
+    """Bind ``args`` to the block's constructor: unknown, missing, ill-typed and non-positive values
+    (``reported``: arguments whose values already failed to evaluate)."""
     suffix = f" ({ctx})" if ctx else ""
     params = entry.signature().parameters
     hints = _hints(entry)
@@ -216,8 +217,8 @@ def check_args(entry: Entry, args: dict[str, Any], path: str, issues: Collector,
     out: dict[str, Any] = {}
     for name, value in args.items():
         if name not in params:
-            close = difflib.get_close_matches(name, list(params), n=3, cutoff=0.5)
-            hint = f" Did you mean {' or '.join(close)}?" if close else ""
+            close = difflib.get_close_matches(name, list(params), n=1, cutoff=0.5)
+            hint = f" Did you mean {close[0]}?" if close else ""
             issues.add(f"{path}.{name}", f"unknown argument for '{entry.key}'.{hint} It takes: "
                        f"{', '.join(params)}{suffix}")
             continue
@@ -226,12 +227,16 @@ def check_args(entry: Entry, args: dict[str, Any], path: str, issues: Collector,
             issues.add(f"{path}.{name}", f"expects {_type_name(ann)}, found {type(value).__name__} "
                        f"{value!r}{suffix}")
             continue
-        if _SIZE_NAME.search(name) and isinstance(value, int) and not isinstance(value, bool) and value <= 0:
-            issues.add(f"{path}.{name}", f"must be a positive size, found {value}{suffix}")
-            continue
+        if isinstance(value, int) and not isinstance(value, bool):
+            if _SIZE_NAME.search(name) and value <= 0:
+                issues.add(f"{path}.{name}", f"must be a positive size, found {value}{suffix}")
+                continue
+            if _DIM_NAME.search(name) and value < 0:
+                issues.add(f"{path}.{name}", f"must be a non-negative width, found {value}{suffix}")
+                continue
         out[name] = coerce(value, ann)
     for name, p in params.items():
-        if p.default is p.empty and name not in args and name not in inferable:
+        if p.default is p.empty and name not in args and name not in inferable and name not in reported:
             issues.add(f"{path}.{name}", f"missing required argument of '{entry.key}'{suffix}")
     return out
 
@@ -374,11 +379,14 @@ class Expander:
         for name in entry.consumes:
             routes[name] = self._route(name, body.pop(name, None), env, f"{path}.{name}", ctx)
         args: dict[str, Any] = {}
+        failed: set[str] = set()
         for name, raw in body.items():
             value = self._eval(raw, env, f"{path}.{name}", ctx)
-            if value is not _FAILED:
+            if value is _FAILED:
+                failed.add(name)
+            else:
                 args[name] = value
-        args = check_args(entry, args, path, self.issues, ctx)
+        args = check_args(entry, args, path, self.issues, ctx, reported=failed)
         return BlockNode(path, ctx, src, dst, when, key=entry.key, entry=entry, args=args, routes=routes,
                          emit=emit)
 

@@ -20,7 +20,7 @@ from . import (
 from .activations import *  # noqa: F403
 from .attention import *  # noqa: F403
 from .conditioning import *  # noqa: F403
-from .core import Block, Example, Sizes, clear_impl_cache
+from .core import Block, Example, Sizes, clear_impl_cache, set_impl
 from .init import *  # noqa: F403
 from .layers import *  # noqa: F403
 from .mapping import *  # noqa: F403
@@ -56,7 +56,7 @@ __all__ = [
     "ACTIVATIONS", "ATTENTION", "CONDITIONING", "INITS", "KINDS", "LAYERS", "LOSSES", "MAPPING",
     "MODULE_KINDS", "NORMS", "REGULARIZERS", "RESAMPLE", "STRUCTURE",
     "Block", "Entry", "Example", "Registry", "ShapeError", "Sizes", "UnknownKeyError",
-    "check_shape", "clear_impl_cache", "describe", "find_block", "kind", "list_blocks",
+    "check_shape", "clear_impl_cache", "set_impl", "describe", "find_block", "kind", "list_blocks",
     "set_shape_checks", "shape_checks",
     *activations.__all__, *attention.__all__, *conditioning.__all__, *init.__all__, *layers.__all__,
     *mapping.__all__, *norms.__all__, *objectives.__all__, *resample.__all__, *structure.__all__,

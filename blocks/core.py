@@ -41,6 +41,21 @@ def clear_impl_cache() -> None:
     _IMPL_CACHE.clear()
 
 
+def set_impl(module: nn.Module, impl: str) -> int:
+    """Put every block inside ``module`` that has several formulations on ``impl``.
+
+    ``"ref"`` selects each block's plain-PyTorch reference path (the test oracle), ``"auto"`` the
+    measured-fastest path per device; a specific name applies only to blocks that offer it. Returns the
+    number of blocks switched. Used to time whole networks on their reference vs fast paths.
+    """
+    n = 0
+    for m in module.modules():
+        if isinstance(m, Block) and len(m.impls) > 1 and (impl == "auto" or impl in m.impls):
+            m._init_impl(impl)
+            n += 1
+    return n
+
+
 class Block(nn.Module):
     """Base class of every network block in ganforge."""
 

@@ -1,0 +1,205 @@
+"""Malformed recipes: each mistake gives one readable RecipeError with its recipe path (messages pinned)."""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable
+
+import pytest
+
+import assemble
+from assemble import RecipeError
+
+BASE = {
+    "name": "tiny",
+    "vars": {"ch": 8, "zdim": 16},
+    "generator": {
+        "inputs": {"z": "latent(zdim)"},
+        "steps": [
+            {"linear": {"out_features": "$ch * 4 * 4"}},
+            {"reshape": {"shape": ["$ch", 4, 4]}},
+            {"conv": {"out_channels": "$ch"}},
+            "relu",
+            {"conv": {"out_channels": 3}},
+            "tanh",
+        ],
+    },
+    "discriminator": {
+        "inputs": {"img": "image(3, 4, 4)"},
+        "steps": [{"conv": {"out_channels": "$ch"}}, "flatten", {"linear": {"out_features": 1}}],
+    },
+}
+
+
+def g_steps(r):
+    return r["generator"]["steps"]
+
+
+def setter(fn: Callable[[dict], None]) -> Callable[[], dict]:
+    def make() -> dict:
+        r = copy.deepcopy(BASE)
+        fn(r)
+        return r
+    return make
+
+
+def _macro_missing(r):
+    r["macros"] = {"block": {"params": ["out"], "steps": [{"conv": {"out_channels": "$out"}}, "relu"]}}
+    g_steps(r)[2] = {"block": {}}
+
+
+def _macro_unknown(r):
+    r["macros"] = {"block": {"params": ["out"], "steps": [{"conv": {"out_channels": "$out"}}]}}
+    g_steps(r)[2] = {"block": {"out": 8, "kernel": 3}}
+
+
+def _shadow(r):
+    r["macros"] = {"conv": {"params": [], "steps": ["relu"]}}
+
+
+# (name, recipe maker, expected path, expected message fragment)
+CASES: list[tuple[str, Callable[[], dict], str, str]] = [
+    ("unknown block key", setter(lambda r: g_steps(r).__setitem__(3, "relux")),
+     "generator.steps[3].relux", "unknown block 'relux'. Closest: relu"),
+    ("unknown argument", setter(lambda r: g_steps(r)[2]["conv"].update(out_channel=8)),
+     "generator.steps[2].conv.out_channel", "unknown argument for 'conv'. Did you mean out_channels?"),
+    ("wrong type", setter(lambda r: g_steps(r)[2]["conv"].update(out_channels="eight")),
+     "generator.steps[2].conv.out_channels", "expects int, found str 'eight'"),
+    ("wrong type bool", setter(lambda r: g_steps(r)[2]["conv"].update(bias="yes")),
+     "generator.steps[2].conv.bias", "expects bool, found str 'yes'"),
+    ("missing required", setter(lambda r: g_steps(r).__setitem__(2, {"conv": {}})),
+     "generator.steps[2].conv.out_channels", "missing required argument of 'conv'"),
+    ("undefined register", setter(lambda r: g_steps(r).__setitem__(3, {"relu": {"from": "nothing"}})),
+     "generator.steps[3].relu", "reads register 'nothing', which no input or earlier step writes"),
+    ("undefined variable", setter(lambda r: g_steps(r)[2]["conv"].update(out_channels="$chn")),
+     "generator.steps[2].conv.out_channels", "undefined variable 'chn'"),
+    ("bad expression", setter(lambda r: g_steps(r)[2]["conv"].update(out_channels="$ch +* 2")),
+     "generator.steps[2].conv.out_channels", "cannot parse expression 'ch +* 2'"),
+    ("forbidden expression", setter(lambda r: g_steps(r)[2]["conv"].update(out_channels="$__import__('os')")),
+     "generator.steps[2].conv.out_channels", "function '__import__' is not allowed"),
+    ("shape mismatch naming both steps",
+     setter(lambda r: g_steps(r)[4]["conv"].update(in_channels=5)),
+     "generator.steps[4].conv", "comes from generator.steps[3].relu"),
+    ("conditioning never declared",
+     setter(lambda r: g_steps(r).insert(3, {"conditional_batch_norm": {"n_classes": 10}})),
+     "generator.steps[3].conditional_batch_norm", "consumes 'y' but no input or earlier step provides"),
+    ("invalid YAML", lambda: "generator:\n  inputs: {z: latent(4)\n  steps: []\n",
+     "", "invalid YAML in <text> at line"),
+    ("loop over nothing", setter(lambda r: g_steps(r).insert(3, {"for": {"r": []}, "do": ["relu"]})),
+     "generator.steps[3].for.r", "loop over nothing: the list is empty"),
+    ("negative size", setter(lambda r: g_steps(r)[2]["conv"].update(out_channels=-3)),
+     "generator.steps[2].conv.out_channels", "must be a positive size, found -3"),
+    ("zero size", setter(lambda r: r["discriminator"]["steps"][2]["linear"].update(out_features=0)),
+     "discriminator.steps[2].linear.out_features", "must be a positive size, found 0"),
+    ("macro missing parameter", setter(_macro_missing),
+     "generator.steps[2].block", "macro 'block' called without parameter(s) out"),
+    ("macro unknown parameter", setter(_macro_unknown),
+     "generator.steps[2].block", "macro 'block' has no parameter(s) kernel"),
+    ("macro shadows a block", setter(_shadow), "macros.conv", "shadows the registered block 'conv'"),
+    ("unknown top-level key", setter(lambda r: r.update(generater={})), "generater",
+     "unknown top-level key (did you mean 'generator'?)"),
+    ("missing network", setter(lambda r: r.pop("discriminator")), "discriminator",
+     "the recipe has no discriminator"),
+    ("bad input size", setter(lambda r: r["generator"]["inputs"].update(z="latent(-5)")),
+     "generator.inputs.z", "sizes in 'latent(-5)' must be positive integers"),
+    ("unknown input kind", setter(lambda r: r["generator"]["inputs"].update(z="gaussian(5)")),
+     "generator.inputs.z", "unknown input kind 'gaussian'"),
+    ("two keys in a step", setter(lambda r: g_steps(r).__setitem__(3, {"relu": {}, "tanh": {}})),
+     "generator.steps[3]", "a step has exactly one block, macro or construct key"),
+    ("zipped loop lengths", setter(lambda r: g_steps(r).insert(3, {"for": {"a": [1, 2], "b": [1]},
+                                                                  "do": ["relu"]})),
+     "generator.steps[3].for", "zipped loop variables have different lengths"),
+    ("undefined name in runtime condition", setter(lambda r: g_steps(r).__setitem__(
+        3, {"relu": {"when": "stge > 1"}})),
+     "generator.steps[3].relu.when", "condition 'stge > 1' uses undefined name(s) stge"),
+    ("output never written", setter(lambda r: r["generator"].update(output="img")),
+     "generator.output", "output register 'img' is never written"),
+    ("unknown initialiser", setter(lambda r: r["generator"].update(init="ortho")),
+     "generator.init", "unknown init 'ortho'. Closest: orthogonal"),
+    ("constructor rejects a value", setter(lambda r: g_steps(r).insert(3, {"group_norm": {"num_groups": 3}})),
+     "generator.steps[3].group_norm", "'group_norm' cannot be built"),
+    ("residual shapes differ", setter(lambda r: g_steps(r).insert(
+        3, {"residual": {"body": [{"conv": {"out_channels": 4}}]}})),
+     "generator.steps[3].residual", "body gives shape (1, 4, 4, 4) but shortcut gives (1, 8, 4, 4)"),
+    ("variables in a cycle", setter(lambda r: r["vars"].update(a="$b + 1", b="$a + 1")),
+     "vars.a", "variables refer to each other in a cycle: a -> b -> a"),
+    ("several outputs not named", setter(lambda r: g_steps(r).insert(
+        3, {"skip_z": {"from": "z", "z_dim": 16, "y_dim": 0, "chunks": 2}})),
+     "generator.steps[3].skip_z", "returns 2 outputs; name them with into"),
+    ("layer index out of range", setter(lambda r: (
+        r["generator"].update(inputs={"z": "latent(zdim)", "t": "tokens(2, 4)"}),
+        g_steps(r).insert(3, {"cross_attention": {"tokens": {"from": "t", "index": 5}}}))),
+     "generator.steps[3].cross_attention", "asks for layer 5 of 't', which has 2 layers"),
+    ("step never runs", setter(lambda r: (r["generator"].update(stages=2),
+                                          g_steps(r).__setitem__(3, {"relu": {"when": "stage > 5"}}))),
+     "generator.steps[3].relu", "this step never runs"),
+]
+
+
+def _build(make):
+    recipe = make()
+    if isinstance(recipe, str):
+        from assemble.recipe import parse_yaml
+
+        recipe = parse_yaml(recipe, "<text>")
+    return assemble.build(recipe)
+
+
+@pytest.mark.parametrize("name, make, path, fragment", CASES, ids=[c[0] for c in CASES])
+def test_malformed_recipe(name, make, path, fragment):
+    with pytest.raises(RecipeError) as info:
+        _build(make)
+    err = info.value
+    assert type(err) is RecipeError
+    assert any(i.path == path for i in err.issues), f"no issue at {path}: {err}"
+    assert fragment in str(err), f"expected {fragment!r} in:\n{err}"
+    assert "Traceback" not in str(err)
+
+
+def test_at_least_25_kinds_of_mistake():
+    assert len(CASES) >= 25
+
+
+def test_all_errors_reported_at_once():
+    r = copy.deepcopy(BASE)
+    g_steps(r)[2]["conv"]["out_channel"] = 8
+    g_steps(r)[3] = "relux"
+    r["discriminator"]["steps"][2]["linear"]["out_features"] = "$nope"
+    with pytest.raises(RecipeError) as info:
+        assemble.build(r)
+    paths = {i.path for i in info.value.issues}
+    assert {"generator.steps[2].conv.out_channel", "generator.steps[3].relux",
+            "discriminator.steps[2].linear.out_features"} <= paths
+    assert str(info.value).startswith("recipe 'tiny' has 3 problems:")
+
+
+def test_circular_base(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: b\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(RecipeError, match=re.escape("circular base: a -> b -> a")):
+        assemble.build(str(tmp_path / "a.yaml"))
+
+
+def test_unknown_override_variable():
+    with pytest.raises(RecipeError, match=re.escape("unknown variable 'chh' in an override. Closest: ch")):
+        assemble.build(BASE, chh=4)
+
+
+def test_unknown_recipe_name():
+    with pytest.raises(RecipeError, match=re.escape("no recipe named or at 'dcgann'. Closest built-in recipes: dcgan")):
+        assemble.build("dcgann")
+
+
+def test_invalid_yaml_names_line(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("generator:\n  inputs: [\n")
+    with pytest.raises(RecipeError, match=r"invalid YAML in bad.yaml at line 3, column 1"):
+        assemble.build(str(p))
+
+
+def test_yaml_tags_are_not_executed(tmp_path):
+    p = tmp_path / "evil.yaml"
+    p.write_text("vars: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(RecipeError, match="invalid YAML"):
+        assemble.build(str(p))
