@@ -1,3 +1,19 @@
 """Conditioning injectors: concatenation, embeddings, heads, augmentation, skip-z, coordinates, noise."""
 
-__all__: list[str] = []
+from . import augmentation as _augmentation
+from . import concat as _concat
+from . import coords as _coords
+from . import embedding as _embedding
+from . import heads as _heads
+from . import hierarchical as _hierarchical
+from .augmentation import *  # noqa: F403
+from .concat import *  # noqa: F403
+from .coords import *  # noqa: F403
+from .embedding import *  # noqa: F403
+from .heads import *  # noqa: F403
+from .hierarchical import *  # noqa: F403
+
+__all__ = [
+    *_augmentation.__all__, *_concat.__all__, *_coords.__all__, *_embedding.__all__, *_heads.__all__,
+    *_hierarchical.__all__,
+]
