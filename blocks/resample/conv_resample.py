@@ -14,7 +14,7 @@ from ..core import Block, Example, Shape, Sizes
 from ..registry import RESAMPLE
 from .fir import DEFAULT_IMPL, IMPLS, STYLEGAN2, Padding, _padding4, setup_filter, upfirdn2d
 
-__all__ = ["UpConv", "conv2d_resample"]
+__all__ = ["UpConv", "conv2d_resample", "conv2d_resample_size"]
 
 
 def _conv(x: Tensor, w: Tensor, stride: int = 1, padding: tuple[int, int] = (0, 0), groups: int = 1,
@@ -25,6 +25,25 @@ def _conv(x: Tensor, w: Tensor, stride: int = 1, padding: tuple[int, int] = (0, 
     if transpose:
         return F.conv_transpose2d(x, w, stride=stride, padding=padding, groups=groups)
     return F.conv2d(x, w, stride=stride, padding=padding, groups=groups)
+
+
+def conv2d_resample_size(size: int, kernel_size: int, filter_size: int, up: int = 1, down: int = 1,
+                         padding: tuple[int, int] = (0, 0)) -> int:
+    """The output length along one axis of :func:`conv2d_resample` (``padding`` = (before, after)).
+
+    Follows the reference path: upsample and pad (filter only when ``up > 1``), valid conv, then filter
+    and keep every ``down``-th sample.
+    """
+    p0, p1 = padding
+    if up > 1:
+        p0, p1 = p0 + (filter_size + up - 1) // 2, p1 + (filter_size - up) // 2
+    if down > 1:
+        p0, p1 = p0 + (filter_size - down + 1) // 2, p1 + (filter_size - down) // 2
+    n = size * up + p0 + p1 - (filter_size - 1 if up > 1 else 0)
+    n = n - kernel_size + 1
+    if down > 1:
+        n = (n - filter_size) // down + 1
+    return n
 
 
 def conv2d_resample(
@@ -193,7 +212,9 @@ class UpConv(Block):
 
     def out_shape(self, x: Shape) -> Shape:
         B, _, H, W = x
-        return (B, self.out_channels, 2 * H, 2 * W)
+        k, f, p = self.kernel_size, self.resample_filter.shape[0], self.kernel_size // 2
+        return (B, self.out_channels, conv2d_resample_size(H, k, f, 2, 1, (p, p)),
+                conv2d_resample_size(W, k, f, 2, 1, (p, p)))
 
     @classmethod
     def example(cls, s: Sizes) -> Example:
