@@ -1,3 +1,6 @@
 """Mapping networks (StyleGAN)."""
 
-__all__: list[str] = []
+from .stylegan import *  # noqa: F403
+from .stylegan import __all__ as _stylegan
+
+__all__ = [*_stylegan]

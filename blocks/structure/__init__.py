@@ -5,5 +5,7 @@ from .combine import *  # noqa: F403
 from .fade import *  # noqa: F403
 from .minibatch import *  # noqa: F403
 from .residual import *  # noqa: F403
+from .rgb import *  # noqa: F403
+from .rgb import __all__ as _rgb
 
-__all__: list[str] = [*combine.__all__, *fade.__all__, *minibatch.__all__, *residual.__all__]
+__all__: list[str] = [*combine.__all__, *fade.__all__, *minibatch.__all__, *residual.__all__, *_rgb]
