@@ -51,9 +51,9 @@ def cross_attention(
         - x: (B, C, H, W); tokens: (B, N, D).
         - output: (B, C, H, W).
     """
-    dims = check_shape(x, "B C H W", block="cross_attention")
-    check_shape(tokens, "B N D", block="cross_attention", name="tokens", B=dims.get("B"))
-    b, h, w = x.shape[0], x.shape[2], x.shape[3]
+    check_shape(x, "B C H W", block="cross_attention")
+    check_shape(tokens, "B N D", block="cross_attention", name="tokens", B=x.shape[0])
+    b, _, h, w = x.shape
     inner = q_w.shape[0]
     d = inner // heads
     q = F.conv2d(x, q_w).view(b, heads, d, h * w).transpose(-1, -2)  # (B, heads, H·W, d)

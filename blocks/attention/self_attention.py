@@ -51,8 +51,8 @@ def self_attention(
         - x: (B, C, H, W); H and W even when ``pool``.
         - output: (B, C, H, W).
     """
-    dims = check_shape(x, "B C H W", block="self_attention")
-    b, h, w = dims["B"], dims["H"], dims["W"]
+    check_shape(x, "B C H W", block="self_attention")
+    b, _, h, w = x.shape
     if pool and (h % 2 or w % 2):
         raise ShapeError("self_attention", "x", "(B, C, H, W) with H, W even", tuple(x.shape),
                          "pool=True max-pools keys and values 2x2")

@@ -18,8 +18,8 @@ def check_class_index(block: Block, y: Tensor, n_classes: int, name: str = "y") 
     Values are checked only on real devices outside ``torch.compile`` (a meta tensor has none).
     """
     dims = block.check(y, "B", name)
-    if y.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
-        raise block.fail(f"{name} should hold class indices (an integer tensor of shape (B,)), "
+    if y.dtype not in (torch.int64, torch.int32):
+        raise block.fail(f"{name} should hold class indices (an int64 or int32 tensor of shape (B,)), "
                          f"got dtype {y.dtype}", TypeError)
     if y.device.type != "meta" and not torch.compiler.is_compiling() and y.numel():
         lo, hi = int(y.min()), int(y.max())
