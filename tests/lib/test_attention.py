@@ -9,7 +9,15 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from blocks import CrossAttention, SelfAttention, ShapeError, attend, cross_attention, self_attention
+from blocks import (
+    CrossAttention,
+    SelfAttention,
+    ShapeError,
+    attend,
+    cross_attention,
+    self_attention,
+    shape_checks,
+)
 
 SELF_IMPLS = SelfAttention.impls
 
@@ -194,6 +202,15 @@ def test_auto_impl_resolves_to_cpu_default():
     block = SelfAttention(16)
     block(torch.randn(1, 16, 4, 4))
     assert block.impl == SelfAttention.default_impl["cpu"]
+
+
+def test_works_with_shape_checks_off():
+    block, cross = make_self(impl="bmm"), make_cross(impl="bmm")
+    x, tokens = torch.randn(2, 16, 4, 6, dtype=torch.float64), torch.randn(2, 3, 5, dtype=torch.float64)
+    expected, expected_cross = block(x), cross(x[:, :8], tokens)
+    with shape_checks(False):
+        torch.testing.assert_close(block(x), expected)
+        torch.testing.assert_close(cross(x[:, :8], tokens), expected_cross)
 
 
 def test_pool_needs_even_sizes():
