@@ -109,10 +109,11 @@ class SelfAttention(Block):
     """
 
     impls = ATTENTION_IMPLS
-    # CPU, 2 threads, B=4, C=256, pool=True, median ms fwd / fwd+bwd (ref, chunked, bmm, sdpa):
-    # 32x32: 147/594, 143/421, 95/268, 103/368; 64x64: 556/2154, 452/1423, 380/1098, 430/1101. bmm+softmax
-    # was fastest or tied everywhere but 64x64 without pooling, forward only (chunked 710, bmm 990 ms).
-    # CUDA: SDPA's fused kernels (not measured here: no GPU was available).
+    # CPU, 2 threads (shared, loaded machine), B=4, C=256, pool=True, median ms fwd / fwd+bwd
+    # (ref, chunked, bmm, sdpa): 32x32: 147/594, 143/421, 95/268, 103/368; 64x64: 556/2154, 452/1423,
+    # 380/1098, 430/1101. bmm was fastest in every forward (a second run agreed); at 64x64 fwd+bwd bmm and
+    # sdpa are within noise (a second run: 1385 vs 1051). Without pooling at 64x64, chunked won the forward
+    # (710 vs 990 ms). CUDA: SDPA's fused kernels (not measured here: no GPU was available).
     default_impl: ClassVar[dict[str, str]] = {"cpu": "bmm", "cuda": "sdpa"}
 
     def __init__(
