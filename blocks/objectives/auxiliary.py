@@ -61,6 +61,8 @@ def infogan_mi_loss(
     prior entropy H(c), a constant; each term is a batch mean of a per-sample log-likelihood summed over
     the code's dimensions, as ``logli`` in openai/InfoGAN's distributions.py.
     """
+    if not cat_logits and mu is None:
+        raise ValueError("infogan_mi_loss: needs at least one categorical code or the continuous codes (mu)")
     total = torch.zeros((), device=(cat_logits[0] if cat_logits else mu).device)
     for logits, target in zip(cat_logits, cat_targets, strict=True):
         total = total + lambda_cat * F.cross_entropy(logits.float(), target)

@@ -57,7 +57,8 @@ def minibatch_stddev(
         return torch.cat([x, y], dim=1)
     if impl == "fast":
         # Plain sums over a (G, -1) view instead of the 6-D form's batch-dim means (torch.var is ~80x
-        # slower still on this CPU build). Same graph shape, so R1's double backward stays exact.
+        # slower still on this CPU build). The group mean stays in the graph (not detached), so double
+        # backward (R1, gradient penalty) is exact.
         y = x.reshape(G, -1)  # (G, n*C*H*W)
         d = y - y.sum(dim=0) / G
         std = (d.square().sum(dim=0) / G + eps).sqrt()  # (n*C*H*W,)
