@@ -79,6 +79,9 @@ class AdaIN(Block):
     """
 
     impls = ("ref", "fast")
+    # CPU, 2 threads (torch 2.14.1), 8x256x32x32: "fast" 3-4x faster forward, ~2x forward + backward
+    # (at 8x8 maps the forward alone is slower). CUDA not measured yet: one library kernel replacing
+    # about six elementwise/reduction passes is expected to win there as well.
     default_impl: ClassVar[dict[str, str]] = {"cpu": "fast", "cuda": "fast"}
     equalized = True
 

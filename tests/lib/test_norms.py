@@ -198,7 +198,7 @@ def test_adain_bad_inputs_name_the_block():
 # ---- conditional batch norm -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("impl", ["ref", "fast"])
+@pytest.mark.parametrize("impl", ["ref", "fused"])
 def test_cbn_equal_class_embeddings_reduce_to_batch_norm(impl):
     block = ConditionalBatchNorm(3, n_classes=5, impl=impl)
     g, b = torch.randn(3), torch.randn(3)
@@ -217,7 +217,7 @@ def test_cbn_equal_class_embeddings_reduce_to_batch_norm(impl):
     torch.testing.assert_close(block(x, y), bn(x), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("impl", ["ref", "fast"])
+@pytest.mark.parametrize("impl", ["ref", "fused"])
 def test_cbn_each_class_uses_its_own_affine(impl):
     block = ConditionalBatchNorm(3, n_classes=4, impl=impl)
     assert torch.equal(block.class_gain, torch.ones(4, 3))
@@ -233,7 +233,7 @@ def test_cbn_each_class_uses_its_own_affine(impl):
     assert not torch.allclose(block(x, torch.tensor([0, 2])), block(x, torch.tensor([1, 3])))
 
 
-@pytest.mark.parametrize("impl", ["ref", "fast"])
+@pytest.mark.parametrize("impl", ["ref", "fused"])
 def test_cbn_linear_variant_with_zero_weights_is_plain_batch_norm(impl):
     block = ConditionalBatchNorm(3, y_dim=7, impl=impl)
     with torch.no_grad():
@@ -261,20 +261,20 @@ def test_cbn_linear_variant_is_biggan_ccbn():
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
 
 
-def test_cbn_function_fast_path_equals_reference_in_eval_mode():
+def test_cbn_function_and_fused_path_equal_the_reference_in_train_and_eval():
     x, gain, bias = torch.randn(3, 4, 5, 2), torch.randn(3, 4), torch.randn(3, 4)
     rm, rv = torch.randn(4), torch.rand(4) + 0.5
     expected = (x - rm[:, None, None]) / torch.sqrt(rv[:, None, None] + 1e-5) * gain[..., None, None] \
         + bias[..., None, None]
     torch.testing.assert_close(conditional_batch_norm(x, gain, bias, rm, rv, False), expected)
-    ref, fast = (ConditionalBatchNorm(4, y_dim=2, impl=i) for i in ("ref", "fast"))
-    fast.load_state_dict(ref.state_dict())
+    ref, fused = (ConditionalBatchNorm(4, y_dim=2, impl=i) for i in ("ref", "fused"))
+    fused.load_state_dict(ref.state_dict())
     y = torch.randn(3, 2)
     for _ in range(2):
-        torch.testing.assert_close(fast(x, y), ref(x, y), atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(fast.running_var, ref.running_var)
-    ref.eval(), fast.eval()
-    torch.testing.assert_close(fast(x, y), ref(x, y), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(fused(x, y), ref(x, y), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fused.running_var, ref.running_var)
+    ref.eval(), fused.eval()
+    torch.testing.assert_close(fused(x, y), ref(x, y), atol=1e-5, rtol=1e-5)
 
 
 def test_cbn_bad_arguments_name_the_block():
