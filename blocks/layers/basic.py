@@ -32,6 +32,18 @@ def _conv_transpose_out(size: int, kernel_size: int, stride: int, padding: int, 
     return (size - 1) * stride - 2 * padding + kernel_size + output_padding
 
 
+def _check_class_indices(block: Block, y: Tensor, n_classes: int, name: str = "y") -> None:
+    """Raise an error naming ``block`` unless ``y`` is a (B,) integer tensor with values in [0, n_classes)."""
+    block.check(y, "B", name)
+    if y.dtype not in (torch.int64, torch.int32):
+        raise block.fail(f"{name} should hold class indices (int64 or int32), got dtype {y.dtype}", TypeError)
+    if y.is_meta or y.numel() == 0 or torch.compiler.is_compiling():
+        return
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or hi >= n_classes:
+        raise block.fail(f"{name} should hold class indices in [0, {n_classes}), got values in [{lo}, {hi}]")
+
+
 def _check_positive(block: Block, **values: int) -> None:
     for name, v in values.items():
         if v < 1:
@@ -98,6 +110,9 @@ class Conv2dLayer(Block):
         if dims and min(dims["H"], dims["W"]) + 2 * self.padding < self.kernel_size:
             raise self.fail(f"x of shape {tuple(x.shape)} is smaller than the kernel "
                             f"({self.kernel_size}x{self.kernel_size}, padding {self.padding})")
+        if dims and self.conv.padding_mode == "reflect" and self.padding >= min(dims["H"], dims["W"]):
+            raise self.fail(f"reflect padding {self.padding} needs H and W > {self.padding}, got x of shape "
+                            f"{tuple(x.shape)}")
         return self.conv(x)
 
     def out_shape(self, x: Shape) -> Shape:
@@ -278,14 +293,3 @@ class EmbeddingLayer(Block):
     def example(cls, s: Sizes) -> Example:
         return Example({"n_classes": s.C, "embedding_dim": s.D}, (s.randint(s.C, s.B),))
 
-
-def _check_class_indices(block: Block, y: Tensor, n_classes: int, name: str = "y") -> None:
-    """Raise an error naming ``block`` unless ``y`` is a (B,) integer tensor with values in [0, n_classes)."""
-    block.check(y, "B", name)
-    if y.dtype not in (torch.int64, torch.int32):
-        raise block.fail(f"{name} should hold class indices (int64 or int32), got dtype {y.dtype}", TypeError)
-    if y.is_meta or y.numel() == 0 or torch.compiler.is_compiling():
-        return
-    lo, hi = int(y.min()), int(y.max())
-    if lo < 0 or hi >= n_classes:
-        raise block.fail(f"{name} should hold class indices in [0, {n_classes}), got values in [{lo}, {hi}]")

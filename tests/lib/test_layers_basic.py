@@ -107,3 +107,8 @@ def test_conv_input_smaller_than_kernel_is_named():
 def test_bad_constructor_arguments_name_the_block(make):
     with pytest.raises(ValueError, match=r"^(Conv2dLayer|ConvTranspose2dLayer|LinearLayer|EmbeddingLayer):"):
         make()
+
+
+def test_reflect_padding_wider_than_the_input_is_named():
+    with pytest.raises(ValueError, match=r"^Conv2dLayer.*reflect padding 2"):
+        Conv2dLayer(1, 1, kernel_size=5, padding_mode="reflect")(torch.randn(1, 1, 2, 8))

@@ -123,3 +123,9 @@ def test_block_checks_inputs_of_known_layers_and_rejects_weightless_modules():
         SpectralNorm(nn.Linear(4, 3))(torch.randn(2, 5))
     with pytest.raises(TypeError, match=r"^SpectralNorm.*integer"):
         SpectralNorm(nn.Embedding(4, 3))(torch.randn(2))
+
+
+def test_sn_embedding_iterates_over_classes_as_biggan():
+    # BigGAN's SNEmbedding keeps u of size num_embeddings: the (n_classes, D) table is the matrix.
+    sn = EmbeddingLayer(10, 4, sn=True).embed.parametrizations.weight[0]
+    assert sn._u.shape == (10,) and sn._v.shape == (4,)
