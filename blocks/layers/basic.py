@@ -68,7 +68,7 @@ class Conv2dLayer(Block):
         bias: learn an additive bias.
         padding_mode: ``"zeros"``, ``"reflect"``, ``"replicate"`` or ``"circular"`` (torch's).
         sn: spectral-normalise the weight.
-        sn_eps: epsilon of the power iteration (torch: 1e-12; BigGAN-PyTorch's launch scripts use 1e-6).
+        sn_eps: epsilon of the power iteration (torch: 1e-12; BigGAN-PyTorch's ImageNet scripts use 1e-6).
         sn_iters: power iterations per training forward (paper: 1).
 
     Shape:

@@ -32,7 +32,8 @@ def spectral_norm(module: M, name: str = "weight", n_power_iterations: int = 1, 
         module: a module with a weight of 2 or more dims (conv weights are reshaped to (out, -1)).
         name: the parameter to normalise.
         n_power_iterations: power-iteration steps per training forward (paper: 1).
-        eps: added to norms in the power iteration (torch: 1e-12; BigGAN-PyTorch uses 1e-8 in G, D).
+        eps: added to norms in the power iteration (torch: 1e-12; BigGAN-PyTorch's ImageNet launch scripts
+            pass 1e-6, its CIFAR script 1e-8).
     """
     dim = 1 if isinstance(module, _TRANSPOSED) else 0
     return parametrizations.spectral_norm(module, name, n_power_iterations=n_power_iterations, eps=eps,
