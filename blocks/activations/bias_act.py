@@ -142,8 +142,7 @@ def _bias_act_fast(x: Tensor, b: Tensor | None, act: str, spec: ActivationSpec, 
     if spec.homogeneous and gain > 0 and (b is not None or gain != 1):
         # g·f(x + b) = f(g·x + g·b): one pass makes the fresh, scaled and biased intermediate.
         y = torch.add(b * gain, x, alpha=gain) if b is not None else x * gain
-        if inplace is not None:
-            y = inplace(y, alpha)
+        y = inplace(y, alpha) if inplace is not None else spec.func(y, alpha)
     elif b is not None:
         y = x + b
         y = inplace(y, alpha) if inplace is not None else spec.func(y, alpha)

@@ -15,6 +15,7 @@ from ..core import Block, Example, Shape, Sizes
 from ..registry import LAYERS
 from ..resample.conv_resample import conv2d_resample, conv2d_resample_size
 from ..resample.fir import setup_filter
+from ..shapes import ShapeError
 
 __all__ = ["EqualizedConv2d", "EqualizedLinear", "equalized_weight_gain"]
 
@@ -179,8 +180,8 @@ class EqualizedConv2d(_Equalized):
         residual blocks)."""
         dims = self.check(x, "B C H W", C=self.in_channels)
         if dims and min(self.out_shape(tuple(x.shape))[2:]) < 1:
-            raise self.fail(f"x of shape {tuple(x.shape)} is too small for kernel {self.kernel_size} "
-                            f"with down={self.down}")
+            raise ShapeError(type(self).__name__, "x", f"(B, C={self.in_channels}, H, W)", tuple(x.shape),
+                             f"too small for kernel {self.kernel_size} with down={self.down}")
         return self.dispatch(x.device, x.dtype, lambda impl: self._run(x, output_gain, impl))
 
     def call_function(self, x: Tensor) -> Tensor:

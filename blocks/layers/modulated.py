@@ -13,12 +13,31 @@ from ..core import Block, Example, Shape, Sizes
 from ..registry import NORMS
 from ..resample.conv_resample import conv2d_resample, conv2d_resample_size
 from ..resample.fir import setup_filter
+from ..shapes import ShapeError
 from .equalized import EqualizedLinear
 
-__all__ = ["ModulatedConv2d", "modulated_conv2d"]
+__all__ = ["ModulatedConv2d", "modulated_conv2d", "modulated_weight"]
 
 IMPLS = ("ref", "grouped", "fast")
 STYLEGAN2 = "Karras et al. 2020, Analyzing and Improving the Image Quality of StyleGAN (StyleGAN2)"
+
+
+def modulated_weight(weight: Tensor, styles: Tensor, demodulate: bool = True, eps: float = 1e-8) -> Tensor:
+    """Each sample's modulated (and demodulated) weight, StyleGAN2 eq. 1 and 3.
+
+    ``w'_bjik = s_bi · w_jik``, then ``w''_bjik = w'_bjik / √(Σ_ik w'_bjik² + ε)``: with demodulation each
+    output channel j of each sample b has unit L2 norm (up to ε).
+
+    Shape:
+        - weight: (O, C, kh, kw).
+        - styles: (B, C).
+        - output: (B, O, C, kh, kw).
+    """
+    B, C = styles.shape
+    w = weight[None] * styles.reshape(B, 1, C, 1, 1)  # (B, O, C, kh, kw)
+    if demodulate:
+        w = w * torch.rsqrt(w.square().sum(dim=(2, 3, 4), keepdim=True) + eps)
+    return w
 
 
 def modulated_conv2d(
@@ -85,15 +104,11 @@ def modulated_conv2d(
     if impl == "ref":
         outs = []
         for b in range(B):
-            w = weight * styles[b].reshape(1, C, 1, 1)  # (O, C, kh, kw)
-            if demodulate:
-                w = w * torch.rsqrt(w.square().sum(dim=(1, 2, 3), keepdim=True) + eps)
+            w = modulated_weight(weight, styles[b : b + 1], demodulate, eps)[0]  # (O, C, kh, kw)
             outs.append(conv(x[b : b + 1], w, mode="ref"))
         return torch.cat(outs)
     if impl == "grouped":
-        w = weight[None] * styles.reshape(B, 1, C, 1, 1)  # (B, O, C, kh, kw)
-        if demodulate:
-            w = w * torch.rsqrt(w.square().sum(dim=(2, 3, 4), keepdim=True) + eps)
+        w = modulated_weight(weight, styles, demodulate, eps)  # (B, O, C, kh, kw)
         y = conv(x.reshape(1, B * C, *x.shape[2:]), w.reshape(B * O, C, kh, kw), groups=B)
         return y.reshape(B, O, *y.shape[2:])
     if impl == "fast":
@@ -171,7 +186,8 @@ class ModulatedConv2d(Block):
         dims = self.check(x, "B C H W", C=self.in_channels)
         self.check(w, "B D", "w", B=dims.get("B"), D=self.w_dim)
         if dims and min(self.out_shape(tuple(x.shape))[2:]) < 1:
-            raise self.fail(f"x of shape {tuple(x.shape)} is too small for down={self.down}")
+            raise ShapeError(type(self).__name__, "x", f"(B, C={self.in_channels}, H, W)", tuple(x.shape),
+                             f"too small for kernel {self.kernel_size} with down={self.down}")
         return self.dispatch(x.device, x.dtype, lambda impl: self._run(x, w, impl))
 
     def call_function(self, x: Tensor, w: Tensor) -> Tensor:

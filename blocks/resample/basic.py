@@ -7,6 +7,7 @@ from torch import Tensor
 
 from ..core import Block, Example, Shape, Sizes
 from ..registry import RESAMPLE
+from ..shapes import ShapeError
 
 __all__ = ["AvgPoolDown", "BilinearUp", "NearestUp", "PixelShuffleUp", "PixelUnshuffleDown"]
 
@@ -23,7 +24,8 @@ class _Resample(Block):
     def _input(self, x: Tensor, min_size: int = 1, channels_multiple: int = 1) -> Tensor:
         dims = self.check(x, "B C H W")
         if dims and min(dims["H"], dims["W"]) < min_size:
-            raise self.fail(f"x should be at least {min_size}x{min_size}, got shape {tuple(x.shape)}")
+            raise ShapeError(type(self).__name__, "x", f"(B, C, H>={min_size}, W>={min_size})", tuple(x.shape),
+                             f"H and W should be at least {min_size}")
         if dims and dims["C"] % channels_multiple:
             raise self.fail(f"x should have a multiple of {channels_multiple} channels, got shape "
                             f"{tuple(x.shape)}")

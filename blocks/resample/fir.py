@@ -41,6 +41,7 @@ from torch import Tensor
 
 from ..core import Block, Example, Shape, Sizes
 from ..registry import RESAMPLE
+from ..shapes import ShapeError
 
 __all__ = [
     "Blur", "BlurDown", "BlurUp", "downsample2d", "filter2d", "setup_filter", "upfirdn2d", "upsample2d",
@@ -298,7 +299,8 @@ class _FIRBlock(Block):
     def _input(self, x: Tensor, min_size: int = 1) -> Tensor:
         dims = self.check(x, "B C H W")
         if dims and min(dims["H"], dims["W"]) < min_size:
-            raise self.fail(f"x should be at least {min_size}x{min_size}, got shape {tuple(x.shape)}")
+            raise ShapeError(type(self).__name__, "x", f"(B, C, H>={min_size}, W>={min_size})", tuple(x.shape),
+                             f"H and W should be at least {min_size}")
         return x
 
     @classmethod

@@ -6,6 +6,7 @@ from torch import Tensor, nn
 
 from ..core import Block, Example, Shape, Sizes
 from ..registry import RESAMPLE
+from ..shapes import ShapeError
 
 __all__ = ["ConvTransposeUp", "StridedConvDown"]
 
@@ -83,7 +84,9 @@ class StridedConvDown(Block):
         dims = self.check(x, "B C H W", C=self.in_channels)
         k, p = self.conv.kernel_size[0], self.conv.padding[0]
         if dims and min(dims["H"], dims["W"]) + 2 * p < k:
-            raise self.fail(f"x should be at least {k - 2 * p}x{k - 2 * p}, got shape {tuple(x.shape)}")
+            m = k - 2 * p
+            raise ShapeError(type(self).__name__, "x", f"(B, C={self.in_channels}, H>={m}, W>={m})",
+                             tuple(x.shape), f"H and W should be at least {m} for kernel {k}, padding {p}")
         return self.conv(x)
 
     def out_shape(self, x: Shape) -> Shape:
