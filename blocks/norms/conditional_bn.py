@@ -114,7 +114,7 @@ class ConditionalBatchNorm(Block):
     """
 
     impls = ("ref", "fused")
-    # CPU, 2 threads (torch 2.14.1): "fused" measured 1.3-2.5x slower than "ref" (torch.var_mean over
+    # CPU, 2 threads (torch 2.14.1): "fused" measured 1.3-2.8x slower than "ref" (torch.var_mean over
     # (B, H, W) is slower than the batch-norm kernel); CUDA not measured yet, so "ref" there too.
     default_impl: ClassVar[dict[str, str]] = {"cpu": "ref", "cuda": "ref"}
 
