@@ -77,7 +77,7 @@ def bias_act(
     alpha: float | None = None,
     gain: float | None = None,
     clamp: float | None = None,
-    impl: str = "fast",
+    impl: str = "auto",
 ) -> Tensor:
     """Add a bias, apply an activation, scale by a gain, clamp: ``clamp(f(x + b) · gain, ±clamp)``.
 
@@ -96,7 +96,10 @@ def bias_act(
         clamp: clamp the output to ``[-clamp, clamp]`` after the gain; ``None`` = no clamp.
         impl: ``"ref"`` (separate plain ops) or ``"fast"`` (fewer full-size temporaries: the gain folded
             into the bias addition for positively homogeneous activations, the activation in place on that
-            fresh intermediate). Both compute the same function.
+            fresh intermediate) or ``"auto"`` (the measured-fastest, ``"fast"``). Both compute the same
+            function. Measured on the shared 2-core CPU, (16, 256, 32, 32) float32 with a bias, median
+            ms ref / fast: lrelu forward 4.1 / 2.0, forward+backward 17.8 / 9.9; lrelu + clamp forward
+            5.3 / 2.7; linear 1.0 / 1.0; tanh 17.6 / 18.3 (noise: the same ops).
 
     Returns:
         A tensor of the shape and dtype of ``x``.
@@ -118,9 +121,9 @@ def bias_act(
         b = b.to(x.dtype).reshape([-1 if i == dim else 1 for i in range(x.dim())])
     if impl == "ref":
         return _bias_act_ref(x, b, spec, alpha, gain, clamp)
-    if impl == "fast":
+    if impl in ("fast", "auto"):
         return _bias_act_fast(x, b, act, spec, alpha, gain, clamp)
-    raise ValueError(f"bias_act: impl must be one of {IMPLS}, got {impl!r}")
+    raise ValueError(f"bias_act: impl must be one of {('auto', *IMPLS)}, got {impl!r}")
 
 
 def _bias_act_ref(x: Tensor, b: Tensor | None, spec: ActivationSpec, alpha: float, gain: float,
@@ -184,7 +187,9 @@ class BiasAct(Block):
     """
 
     impls = IMPLS
-    default_impl: ClassVar[dict[str, str]] = {"cpu": "fast", "cuda": "fast"}
+    # Measured on CPU (see bias_act): fast ~2x ref for lrelu. Not yet measured on CUDA, where the
+    # fallback (the last impl, "fast") applies.
+    default_impl: ClassVar[dict[str, str]] = {"cpu": "fast"}
 
     def __init__(self, in_channels: int, act: str = "lrelu", alpha: float | None = None,
                  gain: float | None = None, clamp: float | None = None, bias: bool = True,

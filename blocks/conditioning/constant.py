@@ -39,7 +39,8 @@ class ConstantInput(Block):
             raise self.fail(f"init should be one of {_INITS}, got {init!r}")
         h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
         self.channels, self.size, self.init = channels, (h, w), init
-        self.const = nn.Parameter(torch.randn(channels, h, w) if init == "normal" else torch.ones(channels, h, w))
+        make = torch.randn if init == "normal" else torch.ones
+        self.const = nn.Parameter(make(channels, h, w))
 
     def forward(self, x: Tensor) -> Tensor:
         self.check(x, "B _ ...")

@@ -39,8 +39,9 @@ def noise_injection(x: Tensor, strength: Tensor, noise: Tensor | None) -> Tensor
     return x + noise.to(x.dtype) * scale
 
 
-@CONDITIONING.register("noise_injection", paper="Karras et al. 2019, A Style-Based Generator Architecture for "
-                       "GANs (StyleGAN), sec. 3.2; single strength: Karras et al. 2020 (StyleGAN2), fig. 2")
+@CONDITIONING.register("noise_injection", paper="Karras et al. 2019, A Style-Based Generator Architecture "
+                       "for GANs (StyleGAN), sec. 3.2; one scalar strength: StyleGAN2 (Karras et al. 2020), "
+                       "fig. 2")
 class NoiseInjection(Block):
     """Adds Gaussian noise (one image per sample, shared by the channels) scaled by a learned strength.
 

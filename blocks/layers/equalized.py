@@ -37,7 +37,7 @@ class _Equalized(Block):
     """Weight, bias and activation settings shared by the equalized linear and conv layers."""
 
     impls = ("ref", "fast")
-    default_impl: ClassVar[dict[str, str]] = {"cpu": "fast", "cuda": "fast"}
+    default_impl: ClassVar[dict[str, str]] = {"cpu": "fast"}  # follows bias_act and conv2d_resample
 
     def _setup(self, weight_shape: tuple[int, ...], fan_in: int, bias: bool, bias_init: float, lr_mul: float,
                gain: float, activation: str, act_gain: float | None, impl: str) -> None:

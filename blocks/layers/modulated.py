@@ -155,7 +155,8 @@ class ModulatedConv2d(Block):
     # Measured on the 2-core CPU (forward, float32, B=8, k=3; multiple of a plain conv of the same size):
     # (512->512, 16x16) fast 1.03x, ref 1.62x, grouped 2.85x; (256->256, 32x32) fast 0.88x, ref 1.15x,
     # grouped 1.43x; up=2 (256, 32x32) fast 1.18x, grouped 1.84x, ref 2.59x (of the bare transposed conv).
-    default_impl: ClassVar[dict[str, str]] = {"cpu": "fast", "cuda": "fast"}
+    # CUDA is unmeasured (the fallback is the last impl, "fast").
+    default_impl: ClassVar[dict[str, str]] = {"cpu": "fast"}
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int = 512, kernel_size: int = 3,
                  demodulate: bool = True, up: int = 1, down: int = 1,
@@ -207,4 +208,5 @@ class ModulatedConv2d(Block):
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, w_dim={self.w_dim}, "
-                f"kernel_size={self.kernel_size}, demodulate={self.demodulate}, up={self.up}, down={self.down}")
+                f"kernel_size={self.kernel_size}, demodulate={self.demodulate}, up={self.up}, "
+                f"down={self.down}")

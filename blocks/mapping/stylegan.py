@@ -39,8 +39,8 @@ def truncate(ws: Tensor, w_avg: Tensor, psi: float, cutoff: int | None = None) -
     return torch.where(layer < cutoff, truncated, ws)
 
 
-@MAPPING.register("mapping_network", paper="Karras et al. 2019, A Style-Based Generator Architecture for GANs "
-                  "(StyleGAN), sec. 2, 3.1 and appendix C; StyleGAN2 defaults (stylegan2-ada-pytorch)",
+@MAPPING.register("mapping_network", paper="Karras et al. 2019, A Style-Based Generator Architecture for "
+                  "GANs (StyleGAN), sec. 2, 3.1 and appendix C; StyleGAN2 defaults (stylegan2-ada-pytorch)",
                   consumes=("c",))
 class MappingNetwork(Block):
     """StyleGAN's mapping network: normalise z, embed the label, N equalized FC layers, track w's average.
@@ -80,7 +80,8 @@ class MappingNetwork(Block):
                  activation: str = "lrelu", lr_mul: float = 0.01, w_avg_beta: float | None = 0.995):
         super().__init__()
         if z_dim < 1 or num_layers < 1:
-            raise self.fail(f"z_dim and num_layers should be >= 1, got z_dim={z_dim}, num_layers={num_layers}")
+            raise self.fail(f"z_dim and num_layers should be >= 1, got z_dim={z_dim}, "
+                            f"num_layers={num_layers}")
         self.z_dim, self.w_dim, self.c_dim, self.num_ws = z_dim, w_dim, c_dim, num_ws
         self.num_layers, self.w_avg_beta = num_layers, w_avg_beta
         if c_dim == 0:
@@ -134,7 +135,8 @@ class MappingNetwork(Block):
         x = self._map(z, c, ref=False)
         if self.training and update_w_avg and self.w_avg_beta is not None:
             with torch.no_grad():
-                self.w_avg.copy_(x.detach().mean(dim=0).to(self.w_avg.dtype).lerp(self.w_avg, self.w_avg_beta))
+                batch_mean = x.detach().mean(dim=0).to(self.w_avg.dtype)  # (w_dim,)
+                self.w_avg.copy_(batch_mean.lerp(self.w_avg, self.w_avg_beta))
         return self._finish(x, truncation_psi, truncation_cutoff)
 
     def truncate(self, ws: Tensor, psi: float, cutoff: int | None = None) -> Tensor:

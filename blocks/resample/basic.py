@@ -24,8 +24,8 @@ class _Resample(Block):
     def _input(self, x: Tensor, min_size: int = 1, channels_multiple: int = 1) -> Tensor:
         dims = self.check(x, "B C H W")
         if dims and min(dims["H"], dims["W"]) < min_size:
-            raise ShapeError(type(self).__name__, "x", f"(B, C, H>={min_size}, W>={min_size})", tuple(x.shape),
-                             f"H and W should be at least {min_size}")
+            raise ShapeError(type(self).__name__, "x", f"(B, C, H>={min_size}, W>={min_size})",
+                             tuple(x.shape), f"H and W should be at least {min_size}")
         if dims and dims["C"] % channels_multiple:
             raise self.fail(f"x should have a multiple of {channels_multiple} channels, got shape "
                             f"{tuple(x.shape)}")

@@ -159,8 +159,9 @@ class UpConv(Block):
     Equals FIR upsampling (zero insertion + filter, gain 4) of the image padded once by ``kernel_size // 2``
     -- so the blurred image extends that far past the border, as the authors pad only once, before both
     operations -- followed by a valid ``kernel_size`` conv: ``conv2d(upsample2d(x, f, padding=k // 2), w)``.
-    The reference path computes it that way. The weight is used as in ``F.conv2d`` (correlation). Weights are plain (not equalized) and initialised as ``nn.Conv2d``'s; the
-    equalized-learning-rate version StyleGAN2 uses is ``equalized_conv`` with ``up=2``.
+    The reference path computes it that way. The weight is used as in ``F.conv2d`` (correlation).
+    Weights are plain (not equalized) and initialised as ``nn.Conv2d``'s; the equalized-learning-rate
+    version StyleGAN2 uses is ``equalized_conv`` with ``up=2``.
 
     Args:
         in_channels: input channels.

@@ -10,7 +10,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from blocks import EqualizedConv2d, EqualizedLinear, ShapeError, downsample2d, setup_filter, upfirdn2d, upsample2d
+from blocks import (
+    EqualizedConv2d,
+    EqualizedLinear,
+    ShapeError,
+    downsample2d,
+    setup_filter,
+    upfirdn2d,
+    upsample2d,
+)
 
 F4 = setup_filter((1, 3, 3, 1))
 

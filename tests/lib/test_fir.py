@@ -192,7 +192,8 @@ def test_smooth_image_survives_up_then_down(impl):
 # ---- FIR blocks -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("cls,law", [(BlurUp, lambda h: 2 * h), (Blur, lambda h: h), (BlurDown, lambda h: h // 2)])
+@pytest.mark.parametrize("cls,law", [(BlurUp, lambda h: 2 * h), (Blur, lambda h: h),
+                                     (BlurDown, lambda h: h // 2)])
 @pytest.mark.parametrize("H,W", [(5, 8), (7, 3), (2, 2)])
 def test_fir_blocks_fast_equals_ref_non_square_odd(cls, law, H, W):
     x = torch.randn(2, 3, H, W, dtype=torch.float64)
@@ -299,4 +300,5 @@ def test_dcgan_learned_resamplers_layout_and_shapes():
     assert up(torch.randn(2, 8, 3, 5)).shape == (2, 4, 6, 10)
     assert down(torch.randn(2, 4, 7, 6)).shape == (2, 8, 3, 3)
     x = torch.randn(1, 8, 3, 3)
-    torch.testing.assert_close(up(x), F.conv_transpose2d(x, up.conv.weight, up.conv.bias, stride=2, padding=1))
+    want = F.conv_transpose2d(x, up.conv.weight, up.conv.bias, stride=2, padding=1)
+    torch.testing.assert_close(up(x), want)

@@ -127,7 +127,8 @@ def test_up_matches_nvlabs_convention(impl):
     x = torch.randn(2, 3, 3, 4, dtype=torch.float64)
     w = torch.randn(2, 4, dtype=torch.float64)
     wm = modulated_weight(block.weight / math.sqrt(27), affine_styles(block, w))
-    want = torch.cat([F.conv2d(upsample2d(x[b : b + 1], F4, padding=1), wm[b].flip((2, 3))) for b in range(2)])
+    want = torch.cat([F.conv2d(upsample2d(x[b : b + 1], F4, padding=1), wm[b].flip((2, 3)))
+                      for b in range(2)])
     torch.testing.assert_close(block(x, w), want)
 
 
@@ -145,7 +146,8 @@ def test_modulated_conv2d_rejects_mismatched_shapes():
 @pytest.mark.parametrize("impl", IMPLS)
 def test_style_conv_is_nvlabs_synthesis_layer(impl):
     torch.manual_seed(5)
-    layer = StyleConv(4, 6, w_dim=5, resolution=(5, 7), conv_clamp=1.5, noise_mode="const", impl=impl).double()
+    layer = StyleConv(4, 6, w_dim=5, resolution=(5, 7), conv_clamp=1.5, noise_mode="const", impl=impl)
+    layer = layer.double()
     with torch.no_grad():
         layer.noise.strength.fill_(0.7)
         layer.bias.normal_()
