@@ -65,7 +65,9 @@ class EqualizedLinear(_Equalized):
     """A fully connected layer with equalized learning rate (NVlabs' ``FullyConnectedLayer``).
 
     ``y = act(x Wᵀ · gain · lr_mul / √in_features + b · lr_mul) · act_gain``, weights stored N(0, 1/lr_mul²),
-    the bias stored as ``bias_init / lr_mul``. StyleGAN2's affine style layers are
+    the bias stored as ``bias_init / lr_mul`` so the effective initial bias is ``bias_init`` (as StyleGAN3;
+    stylegan2-ada-pytorch stores ``bias_init`` itself, which differs only when both ``bias_init != 0``
+    and ``lr_mul != 1``, a combination no StyleGAN2 layer uses). StyleGAN2's affine style layers are
     ``EqualizedLinear(w_dim, C, bias_init=1)``; its mapping layers use ``lr_mul=0.01, activation="lrelu"``.
 
     Args:

@@ -57,7 +57,9 @@ def modulated_conv2d(
 
     StyleGAN2 (Karras et al. 2020), sec. 2.2, eq. 1-3: ``w'_ijk = s_i · w_ijk`` (modulation) and
     ``w''_ijk = w'_ijk / √(Σ_ik w'_ijk² + ε)`` (demodulation: unit L2 norm per output channel j).
-    Up/down-sampling is the authors' ``conv2d_resample`` with the FIR ``resample_filter``.
+    Up/down-sampling is the authors' ``conv2d_resample`` with the FIR ``resample_filter``. Deviation: the
+    authors pre-normalise weight and styles for float16 inputs to avoid overflow; this function does not
+    (bfloat16 has float32's range), so float16 with large styles can overflow.
 
     Args:
         x: input activations.

@@ -79,7 +79,9 @@ def conv2d_resample(
         impl: ``"ref"`` (upsample at full rate, conv, filter and subsample: the oracle), ``"fast"``
             (the authors' fast paths: up = transposed conv at low resolution then the blur; down = blur
             then strided conv; 1x1 down = downsample then conv; 1x1 up = conv then upsample) or
-            ``"auto"``.
+            ``"auto"``. Measured on the shared 2-core CPU, forward, (8, 128, 32, 32) float32,
+            128 -> 128 channels, median ms ref / fast: 3x3 down 41.6 / 18.4; 3x3 up 185 / 39.9;
+            1x1 down 10.0 / 1.4 (``equalized_conv`` with lrelu, bias_act included).
 
     Shape:
         - x: (B, C, H, W) with C = w.shape[1] · groups.
