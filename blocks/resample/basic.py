@@ -1,4 +1,4 @@
-"""Parameter-free resampling: nearest and bilinear up, average-pool down, pixel (un)shuffle."""
+"""Parameter-free resampling: nearest and bilinear up, nearest resize, average-pool down, pixel (un)shuffle."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from ..core import Block, Example, Shape, Sizes
 from ..registry import RESAMPLE
 from ..shapes import ShapeError
 
-__all__ = ["AvgPoolDown", "BilinearUp", "NearestUp", "PixelShuffleUp", "PixelUnshuffleDown"]
+__all__ = ["AvgPoolDown", "BilinearUp", "NearestResize", "NearestUp", "PixelShuffleUp", "PixelUnshuffleDown"]
 
 
 class _Resample(Block):
@@ -118,28 +118,90 @@ class PixelShuffleUp(_Resample):
 
 
 @RESAMPLE.register("avg_pool_down", paper="Karras et al. 2018, Progressive Growing of GANs (ProGAN), table 2 "
-                   "(downscale2d: 2x2 average pooling)")
+                   "(downscale2d: 2x2 average pooling); Wang et al. 2018, pix2pixHD, and Park et al. 2019, SPADE "
+                   "(multiscale discriminator: 3x3 windows, stride 2, padding 1, padding left out of the mean)")
 class AvgPoolDown(_Resample):
-    """Average pooling over non-overlapping ``factor`` x ``factor`` windows (an odd last row/column is
-    dropped, as ``avg_pool2d`` with VALID padding in ProGAN).
+    """Average pooling with stride ``factor``. By default the windows are ``factor`` x ``factor`` and do not
+    overlap (an odd last row/column is dropped, as ``avg_pool2d`` with VALID padding in ProGAN).
+
+    ``kernel_size``, ``padding`` and ``count_include_pad`` make it any ``avg_pool2d``: pix2pixHD's and
+    SPADE's multiscale discriminators downsample their input with 3x3 windows, stride 2, padding 1 and
+    ``count_include_pad=False``, so a border output is the mean of the in-image pixels of its window only.
 
     Args:
-        factor: downsampling factor (ProGAN: 2).
+        factor: downsampling factor, the stride (ProGAN: 2).
+        kernel_size: window size; ``None`` means ``factor``.
+        padding: zero padding on each side, at most ``kernel_size // 2`` (torch's limit).
+        count_include_pad: count the padded zeros in a window's mean (torch's default); pix2pixHD and SPADE
+            set False.
 
     Shape:
-        - x: (B, C, H, W) with H, W >= factor.
-        - output: (B, C, ⌊H/factor⌋, ⌊W/factor⌋).
+        - x: (B, C, H, W) with H + 2·padding and W + 2·padding >= kernel_size.
+        - output: (B, C, ⌊(H + 2·padding - kernel_size) / factor⌋ + 1, likewise for W): ⌊H/factor⌋ by default.
     """
 
-    def __init__(self, factor: int = 2):
+    def __init__(self, factor: int = 2, kernel_size: int | None = None, padding: int = 0,
+                 count_include_pad: bool = True):
         super().__init__(factor)
+        self.kernel_size = factor if kernel_size is None else kernel_size
+        if self.kernel_size < 1:
+            raise self.fail(f"kernel_size should be >= 1, got {kernel_size}")
+        if not 0 <= padding <= self.kernel_size // 2:
+            raise self.fail(f"padding should be in 0..kernel_size // 2 = {self.kernel_size // 2}, got {padding}")
+        self.padding, self.count_include_pad = padding, count_include_pad
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.avg_pool2d(self._input(x, min_size=self.factor), self.factor)
+        x = self._input(x, min_size=max(1, self.kernel_size - 2 * self.padding))
+        return F.avg_pool2d(x, self.kernel_size, self.factor, self.padding,
+                            count_include_pad=self.count_include_pad)
 
     def out_shape(self, x: Shape) -> Shape:
         B, C, H, W = x
-        return (B, C, H // self.factor, W // self.factor)
+        k, s, p = self.kernel_size, self.factor, self.padding
+        return (B, C, (H + 2 * p - k) // s + 1, (W + 2 * p - k) // s + 1)
+
+    def extra_repr(self) -> str:
+        if (self.kernel_size, self.padding, self.count_include_pad) == (self.factor, 0, True):
+            return super().extra_repr()
+        return (f"factor={self.factor}, kernel_size={self.kernel_size}, padding={self.padding}, "
+                f"count_include_pad={self.count_include_pad}")
+
+
+@RESAMPLE.register("nearest_resize", paper="Park et al. 2019, SPADE (NVlabs SPADEGenerator.forward: the label "
+                   "map resized to the first layer's size with F.interpolate, mode nearest)")
+class NearestResize(Block):
+    """Nearest-neighbour resize to a fixed spatial size, down or up (torch's ``"nearest"``): output pixel
+    (i, j) copies input pixel (⌊i·H/H_out⌋, ⌊j·W/W_out⌋). SPADE's generator starts from its label map
+    resized this way to (sh, sw) = (crop_size / 2^5, ...) when it has no VAE.
+
+    Args:
+        size: output (H_out, W_out), or one int for a square.
+
+    Shape:
+        - x: (B, C, H, W).
+        - output: (B, C, H_out, W_out).
+    """
+
+    def __init__(self, size: int | tuple[int, int]):
+        super().__init__()
+        hw = (size, size) if isinstance(size, int) else tuple(size)
+        if len(hw) != 2 or not all(isinstance(n, int) and n >= 1 for n in hw):
+            raise self.fail(f"size should be an int >= 1 or a pair of them, got {size!r}")
+        self.size: tuple[int, int] = hw  # type: ignore[assignment]
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.check(x, "B C H W")
+        return F.interpolate(x, size=self.size, mode="nearest")  # (B, C, H_out, W_out)
+
+    def out_shape(self, x: Shape) -> Shape:
+        return (x[0], x[1], *self.size)
+
+    @classmethod
+    def example(cls, s: Sizes) -> Example:
+        return Example({"size": (s.D, s.N)}, (s.randn(s.B, s.C, s.H, s.W),))
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}"
 
 
 @RESAMPLE.register("pixel_unshuffle_down", paper="Shi et al. 2016, Efficient Sub-Pixel CNN, sec. 2.2 "

@@ -18,6 +18,7 @@ from blocks import (
     BlurDown,
     BlurUp,
     ConvTransposeUp,
+    NearestResize,
     NearestUp,
     PixelShuffleUp,
     PixelUnshuffleDown,
@@ -275,6 +276,32 @@ def test_avg_pool_down_is_the_block_mean():
     x = torch.randn(2, 3, 5, 6)
     want = x[:, :, :4, :6].reshape(2, 3, 2, 2, 3, 2).mean(dim=(3, 5))
     torch.testing.assert_close(AvgPoolDown()(x), want)
+
+
+def test_avg_pool_down_overlapping_windows_leave_the_padding_out_of_the_mean():
+    """pix2pixHD/SPADE's multiscale-D downsampling: 3x3 windows, stride 2, padding 1, count_include_pad=False."""
+    pool = AvgPoolDown(2, kernel_size=3, padding=1, count_include_pad=False)
+    x = torch.randn(2, 3, 7, 6)
+    y = pool(x)
+    assert y.shape == (2, 3, 4, 3) == pool.out_shape(tuple(x.shape))
+    torch.testing.assert_close(y[:, :, 0, 0], x[:, :, :2, :2].mean(dim=(2, 3)))  # corner: 4 in-image pixels
+    torch.testing.assert_close(y[:, :, 1, 1], x[:, :, 1:4, 1:4].mean(dim=(2, 3)))  # interior: full 3x3
+    # a constant image stays constant; counting the padded zeros would darken the border to 4/9
+    torch.testing.assert_close(pool(torch.full((1, 1, 5, 5), 3.0)), torch.full((1, 1, 3, 3), 3.0))
+    counted = AvgPoolDown(2, kernel_size=3, padding=1)(torch.full((1, 1, 5, 5), 3.0))
+    torch.testing.assert_close(counted[0, 0, 0, 0], torch.tensor(3.0 * 4 / 9))
+    with pytest.raises(ValueError, match=r"^AvgPoolDown"):
+        AvgPoolDown(2, kernel_size=3, padding=2)
+
+
+def test_nearest_resize_takes_the_floor_index():
+    x = torch.arange(2 * 64.0).reshape(1, 2, 8, 8)
+    torch.testing.assert_close(NearestResize(2)(x), x[:, :, ::4, ::4])  # SPADE: 256 -> 8 keeps every 32nd
+    rows, cols = [0, 2, 5], [0, 1, 3, 4, 6]  # floor(i * 8 / 3), floor(j * 8 / 5)
+    torch.testing.assert_close(NearestResize((3, 5))(x), x[:, :, rows][:, :, :, cols])
+    torch.testing.assert_close(NearestResize(16)(x), x.repeat_interleave(2, 2).repeat_interleave(2, 3))
+    with pytest.raises(ValueError, match=r"^NearestResize"):
+        NearestResize((0, 4))
 
 
 def test_pixel_shuffle_index_formula_and_inverse():
