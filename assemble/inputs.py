@@ -9,6 +9,7 @@ its arguments are safe expressions over the recipe's variables. A trailing ``?``
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -73,15 +74,17 @@ def parse_input(name: str, text: Any, env: Mapping[str, Any]) -> InputSpec:
     src = text.strip()
     optional = src.endswith("?")
     src = src.rstrip("?").strip()
+    # The kind is split off before parsing: `class` is a Python keyword, so `class(10)` is no expression.
+    m = re.fullmatch(r"([A-Za-z_]\w*)\s*(?:\((.*)\))?", src, re.S)
+    if m is None:
+        raise ValueError(f"input declaration '{text}' should look like kind(args)")
+    kind = m.group(1)
     try:
-        node = ast.parse(src, mode="eval").body
+        node = ast.parse(f"_({m.group(2) or ''})", mode="eval").body
     except SyntaxError:
         raise ValueError(f"cannot parse input declaration '{text}'") from None
-    if isinstance(node, ast.Name):
-        node = ast.Call(func=node, args=[], keywords=[])
-    if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
+    if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):  # e.g. latent(4)(5)
         raise ValueError(f"input declaration '{text}' should look like kind(args)")
-    kind = node.func.id
     if kind not in _ARITY:
         raise ValueError(f"unknown input kind '{kind}'; known: {', '.join(sorted(_ARITY))}")
     prior = "normal"
