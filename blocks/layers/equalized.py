@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..activations.bias_act import bias_act, resolve_act
+from ..activations.fused import bias_act, resolve_act
 from ..core import Block, Example, Shape, Sizes
 from ..registry import LAYERS
 from ..resample.conv_resample import conv2d_resample, conv2d_resample_size

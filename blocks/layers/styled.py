@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from ..activations.bias_act import bias_act, resolve_act
+from ..activations.fused import bias_act, resolve_act
 from ..conditioning.noise import NoiseInjection, noise_injection
 from ..core import Block, Example, Shape, Sizes
 from ..registry import LAYERS
