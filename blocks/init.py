@@ -1,4 +1,5 @@
-"""Weight initialisers: DCGAN's normal(0, 0.02), BigGAN's orthogonal, xavier (Glorot) and kaiming (He).
+"""Weight initialisers: DCGAN's normal(0, 0.02), BigGAN's orthogonal, xavier (Glorot), kaiming (He) and
+SPADE's xavier-normal with gain 0.02.
 
 Each scheme is a registered function ``fn(module) -> module`` that re-initialises, in place, the weight of
 every convolution, transposed convolution, linear and embedding layer inside ``module`` (the ``original``
@@ -11,9 +12,10 @@ tensor when the weight is spectrally normalised), as BigGAN-PyTorch's ``init_wei
 - parameters that are not a layer's ``weight``/``bias`` (e.g. conditional BN's per-class gains, SPADE's
   ``param_free_norm`` has none).
 
-Only ``normal`` touches biases and norm layers, as DCGAN's ``weights_init`` does; the others keep torch's
-default biases, as BigGAN does. After re-initialising a spectrally-normalised weight the stored power-
-iteration vectors are stale; the next training forward moves them towards the new weight.
+Only ``normal`` and ``spade_xavier`` touch biases and norm layers, as DCGAN's ``weights_init`` and SPADE's
+``init_weights`` do; the others keep torch's default biases, as BigGAN does. After re-initialising a
+spectrally-normalised weight the stored power-iteration vectors are stale; the next training forward moves
+them towards the new weight.
 
 Example:
     >>> import torch
@@ -36,7 +38,7 @@ from torch.nn.utils import parametrize
 from .norms.batch import BatchNorm, GroupNorm, InstanceNorm, LayerNorm
 from .registry import INITS
 
-__all__ = ["apply_init", "init_kaiming", "init_normal", "init_orthogonal", "init_xavier"]
+__all__ = ["apply_init", "init_kaiming", "init_normal", "init_orthogonal", "init_spade_xavier", "init_xavier"]
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -45,6 +47,7 @@ _LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.InstanceNorm1d,
           nn.InstanceNorm2d, nn.InstanceNorm3d, nn.GroupNorm, nn.LayerNorm,
           BatchNorm, InstanceNorm, LayerNorm, GroupNorm)
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, BatchNorm)
 
 
 def _modules(module: nn.Module) -> Iterator[nn.Module]:
@@ -117,6 +120,26 @@ def init_kaiming(module: M) -> M:
     """He: weights ~ N(0, 2 / fan_in) (``nn.init.kaiming_normal_``, mode fan_in, ReLU gain √2); fan_in of
     a conv is in_channels·k·k. Biases keep torch's default."""
     return _init_layers(module, lambda w: nn.init.kaiming_normal_(w, mode="fan_in", nonlinearity="relu"))
+
+
+@INITS.register("spade_xavier", paper="Park et al. 2019, SPADE; NVlabs/SPADE BaseNetwork.init_weights with its "
+                "defaults --init_type xavier --init_variance 0.02")
+def init_spade_xavier(module: M) -> M:
+    """SPADE: conv/linear/embedding weights ~ ``nn.init.xavier_normal_`` with gain 0.02, i.e.
+    N(0, 0.02² · 2 / (fan_in + fan_out)), their biases 0; batch-norm weights ~ N(1, 0.02), biases 0 (the
+    reference's ``BatchNorm2d`` rule; its affine-free norms have nothing to set)."""
+    with torch.no_grad():
+        for m in _modules(module):
+            bias = getattr(m, "bias", None)
+            if isinstance(m, _LAYERS) and _live(w := _weight(m)):
+                nn.init.xavier_normal_(w, gain=0.02)
+            elif isinstance(m, _BATCH_NORMS) and _live(w := getattr(m, "weight", None)):
+                w.normal_(1.0, 0.02)
+            else:
+                continue
+            if isinstance(bias, Tensor) and _live(bias):
+                bias.zero_()
+    return module
 
 
 def apply_init(module: M, scheme: str) -> M:

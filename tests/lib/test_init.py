@@ -19,6 +19,7 @@ from blocks import (
     apply_init,
     init_normal,
     init_orthogonal,
+    init_spade_xavier,
 )
 
 
@@ -74,6 +75,21 @@ def test_kaiming_and_xavier_variances():
     assert abs(float(w.var()) / (bound**2 / 3) - 1) < 0.03  # U(-a, a) has variance a²/3
 
 
+def test_spade_xavier_is_xavier_normal_with_gain_002_under_spectral_norm_too():
+    net = nn.Sequential(Conv2dLayer(32, 256, 3, sn=True), nn.Linear(300, 500), nn.BatchNorm2d(4000),
+                        nn.BatchNorm2d(8, affine=False))
+    init_spade_xavier(net)
+    conv_w = net[0].conv.parametrizations.weight.original.detach()
+    for w, fan_in, fan_out in ((conv_w, 32 * 9, 256 * 9), (net[1].weight.detach(), 300, 500)):
+        assert abs(float(w.mean())) < 1e-4
+        assert abs(float(w.var()) / (0.02**2 * 2 / (fan_in + fan_out)) - 1) < 0.03
+    for bias in (net[0].conv.bias, net[1].bias, net[2].bias):
+        assert torch.equal(bias, torch.zeros_like(bias))
+    bn_w = net[2].weight.detach()
+    assert abs(float(bn_w.mean()) - 1) < 2e-3  # BatchNorm2d weight ~ N(1, 0.02)
+    assert abs(float(bn_w.std()) / 0.02 - 1) < 0.1
+
+
 class Equalized(nn.Module):
     """Stands in for an equalized-lr layer: declares its own runtime scaling."""
 
@@ -84,7 +100,7 @@ class Equalized(nn.Module):
         self.inner = nn.Linear(4, 4)
 
 
-@pytest.mark.parametrize("scheme", ["normal", "orthogonal", "xavier", "kaiming"])
+@pytest.mark.parametrize("scheme", ["normal", "orthogonal", "xavier", "kaiming", "spade_xavier"])
 def test_every_scheme_skips_equalized_layers_and_cbn_class_gains(scheme):
     net = nn.ModuleDict({"eq": Equalized(), "adain": AdaIN(3, 5), "cbn": ConditionalBatchNorm(3, n_classes=4),
                          "lin": nn.Linear(5, 5)})
@@ -101,6 +117,6 @@ def test_meta_tensors_are_skipped_and_unknown_schemes_name_the_closest():
         net = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm2d(3))
     for scheme in INITS:
         apply_init(net, scheme)
-    assert INITS.list() == ["kaiming", "normal", "orthogonal", "xavier"]
+    assert INITS.list() == ["kaiming", "normal", "orthogonal", "spade_xavier", "xavier"]
     with pytest.raises(UnknownKeyError, match="orthogonal"):
         apply_init(nn.Linear(2, 2), "orthogonl")
