@@ -39,6 +39,15 @@ def _expand_network(name: str, section: Any, variables: Variables, macros: dict[
     for k in section:
         if k not in NETWORK_KEYS:
             issues.add(f"{name}.{k}", f"unknown network key; allowed: {', '.join(NETWORK_KEYS)}")
+    stages = None
+    if section.get("stages") is not None:
+        try:
+            stages = resolve(section["stages"], variables)
+        except ExprError as err:
+            issues.add(f"{name}.stages", str(err))
+        if stages is not None and (not isinstance(stages, int) or isinstance(stages, bool) or stages < 1):
+            issues.add(f"{name}.stages", f"stages must be a positive integer, found {stages!r}")
+            stages = None
     inputs = {}
     raw_inputs = section.get("inputs") or {}
     if not isinstance(raw_inputs, dict) or not raw_inputs:
@@ -46,7 +55,7 @@ def _expand_network(name: str, section: Any, variables: Variables, macros: dict[
         raw_inputs = {}
     for k, decl in raw_inputs.items():
         try:
-            inputs[k] = parse_input(k, decl, variables)
+            inputs[k] = parse_input(k, decl, variables, stages)
         except ValueError as err:
             issues.add(f"{name}.inputs.{k}", str(err))
     if "steps" in section and "programs" in section:
@@ -61,15 +70,6 @@ def _expand_network(name: str, section: Any, variables: Variables, macros: dict[
     if not isinstance(styles_raw, list) or not all(isinstance(s, str) for s in styles_raw):
         issues.add(f"{name}.styles", f"styles is a list of per-layer register names, found {styles_raw!r}")
         styles_raw = []
-    stages = None
-    if section.get("stages") is not None:
-        try:
-            stages = resolve(section["stages"], variables)
-        except ExprError as err:
-            issues.add(f"{name}.stages", str(err))
-        if stages is not None and (not isinstance(stages, int) or isinstance(stages, bool) or stages < 1):
-            issues.add(f"{name}.stages", f"stages must be a positive integer, found {stages!r}")
-            stages = None
     init = section.get("init")
     if init is not None:
         try:

@@ -3,13 +3,16 @@
 
 A declaration is written as a call, e.g. ``z: latent(512)`` or ``img: image(3, resolution, resolution)``;
 its arguments are safe expressions over the recipe's variables. A trailing ``?`` makes the input optional
-(``z: latent(256)?``): the network's forward takes it as a keyword defaulting to ``None``.
+(``z: latent(256)?``): the network's forward takes it as a keyword defaulting to ``None``. In a progressive
+network (one that declares ``stages``) the sizes may use ``stage``: ``img: image(3, 4 * 2 ** stage, 4 * 2 **
+stage)`` is an image whose size follows the network's current stage (ProGAN's discriminator).
 """
 
 from __future__ import annotations
 
 import ast
 import re
+from collections import ChainMap
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +27,11 @@ PRIORS = ("normal", "uniform", "bernoulli")
 
 @dataclass(frozen=True)
 class InputSpec:
-    """One declared input. ``shape`` excludes the batch dimension."""
+    """One declared input. ``shape`` excludes the batch dimension.
+
+    ``stage_shapes`` holds the shape at every stage when the declaration uses ``stage`` (empty otherwise);
+    ``shape`` is then the shape at the last stage.
+    """
 
     name: str
     kind: str
@@ -32,15 +39,20 @@ class InputSpec:
     prior: str = "normal"
     n_classes: int = 0
     optional: bool = False
+    stage_shapes: tuple[tuple[int, ...], ...] = ()
 
     @property
     def is_index(self) -> bool:
         return self.kind == "class"
 
-    def meta(self, batch: int = 1) -> Tensor:
-        """A meta tensor of this input's shape and dtype (for shape inference)."""
+    def shape_at(self, stage: int | None) -> tuple[int, ...]:
+        """The shape at ``stage`` (``shape`` for inputs that do not depend on the stage, or stage None)."""
+        return self.stage_shapes[stage] if self.stage_shapes and stage is not None else self.shape
+
+    def meta(self, batch: int = 1, stage: int | None = None) -> Tensor:
+        """A meta tensor of this input's shape (at ``stage``) and dtype (for shape inference)."""
         dtype = torch.long if self.is_index else torch.float32
-        return torch.empty((batch, *self.shape), dtype=dtype, device="meta")
+        return torch.empty((batch, *self.shape_at(stage)), dtype=dtype, device="meta")
 
     def sample(self, batch: int, generator: torch.Generator | None = None, device: Any = "cpu") -> Tensor:
         """Draw from the prior (latents, classes); data-bound kinds cannot be sampled."""
@@ -67,8 +79,11 @@ _ARITY = {
 }
 
 
-def parse_input(name: str, text: Any, env: Mapping[str, Any]) -> InputSpec:
-    """Parse a declaration such as ``"latent(512)"`` with variables from ``env``."""
+def parse_input(name: str, text: Any, env: Mapping[str, Any], stages: int | None = None) -> InputSpec:
+    """Parse a declaration such as ``"latent(512)"`` with variables from ``env``.
+
+    ``stages``: the network's number of stages; sizes may then use ``stage`` (evaluated at each stage).
+    """
     if not isinstance(text, str):
         raise ValueError(f"expected a declaration like latent(512) or image(3, 64, 64), found {text!r}")
     src = text.strip()
@@ -87,6 +102,21 @@ def parse_input(name: str, text: Any, env: Mapping[str, Any]) -> InputSpec:
         raise ValueError(f"input declaration '{text}' should look like kind(args)")
     if kind not in _ARITY:
         raise ValueError(f"unknown input kind '{kind}'; known: {', '.join(sorted(_ARITY))}")
+    staged = "stage" not in env and any(
+        isinstance(n, ast.Name) and n.id == "stage" for a in node.args for n in ast.walk(a))
+    if staged and not stages:
+        raise ValueError(f"'{text}' uses 'stage', but the network declares no stages")
+    envs = [ChainMap({"stage": s}, env) for s in range(stages or 0)] if staged else [env]
+    shapes = [_sizes(text, kind, node, e) for e in envs]
+    args, prior = shapes[-1]
+    if kind == "class":
+        return InputSpec(name, kind, (), n_classes=args[0], optional=optional)
+    return InputSpec(name, kind, args, prior=prior, optional=optional,
+                     stage_shapes=tuple(a for a, _ in shapes) if staged else ())
+
+
+def _sizes(text: str, kind: str, node: ast.Call, env: Mapping[str, Any]) -> tuple[tuple[int, ...], str]:
+    """The sizes and the prior of a parsed declaration, evaluated with ``env``."""
     prior = "normal"
     args: list[Any] = []
     try:
@@ -109,6 +139,4 @@ def parse_input(name: str, text: Any, env: Mapping[str, Any]) -> InputSpec:
             raise ValueError(f"sizes in '{text}' must be positive integers, found {a!r}")
     if prior not in PRIORS:
         raise ValueError(f"unknown prior '{prior}'; known: {', '.join(PRIORS)}")
-    if kind == "class":
-        return InputSpec(name, kind, (), n_classes=args[0], optional=optional)
-    return InputSpec(name, kind, tuple(args), prior=prior, optional=optional)
+    return tuple(args), prior

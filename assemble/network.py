@@ -187,6 +187,8 @@ class Plan:
     args: dict[str, dict[str, Any]] = field(default_factory=dict)
     rows: list[StepReport] = field(default_factory=list)
     output_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    # every block's parameters: more than the rows hold for a progressive network shown at one stage
+    params: int | None = None
 
 
 def _infer_args(node: BlockNode, xs: list[Any], cond: dict[str, Any]) -> dict[str, Any]:
@@ -288,7 +290,7 @@ class _Tracking(dict):
 def _run_spec(spec: NetworkSpec, infer: _Inference, stage: int | None, batch: int) -> dict[str, Any]:
     regs = _Tracking()
     for name, inp in spec.inputs.items():
-        regs[name] = inp.meta(batch)
+        regs[name] = inp.meta(batch, stage)
     regs[CURRENT] = next(iter(regs.values())) if spec.inputs else None
 
     call = infer
@@ -348,6 +350,7 @@ def infer(spec: NetworkSpec, stage: int | None = None, batch: int = 1) -> Plan:
     issues.raise_if_any()
     infer_.plan.output_shapes = {n: tuple(final[n].shape[1:]) for n in spec.output
                                  if isinstance(final[n], Tensor)}
+    infer_.plan.params = sum(p.numel() for m in infer_.modules.values() for p in m.parameters())
     return infer_.plan
 
 
@@ -424,14 +427,17 @@ class Network(nn.Module):
             spec = self.input_specs[name]
             if not isinstance(value, Tensor):
                 raise TypeError(f"{self.spec.name}: input '{name}' should be a tensor, got {type(value).__name__}")
+            shape = spec.shape_at(self.stage)
             if spec.is_index:
                 blocks.check_shape(value, "B", block=self.spec.name, name=name)
             elif spec.kind in ("image", "label_map"):
-                blocks.check_shape(value, "B C H W", block=self.spec.name, name=name, C=spec.shape[0])
+                # a size that follows the stage is checked whole; otherwise only the channels
+                sizes = dict(zip("CHW", shape)) if spec.stage_shapes else {"C": shape[0]}
+                blocks.check_shape(value, "B C H W", block=self.spec.name, name=name, **sizes)
             else:
-                letters = ("D",) if len(spec.shape) == 1 else ("N", "D")
+                letters = ("D",) if len(shape) == 1 else ("N", "D")
                 blocks.check_shape(value, "B " + " ".join(letters), block=self.spec.name, name=name,
-                                   **dict(zip(letters, spec.shape)))
+                                   **dict(zip(letters, shape)))
         return values
 
     def run(self, *args: Any, registers: Mapping[str, Any] | None = None, programs: list[str] | None = None,

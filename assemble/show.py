@@ -16,7 +16,10 @@ def human(n: float) -> str:
 
 
 def totals(plan: Plan) -> dict[str, int]:
-    return {"params": sum(r.params for r in plan.rows), "flops": sum(r.flops for r in plan.rows)}
+    """The network's parameters (every block's, including blocks a progressive network does not run at the
+    stage shown) and the FLOPs per sample of the steps shown."""
+    shown = sum(r.params for r in plan.rows)
+    return {"params": shown if plan.params is None else plan.params, "flops": sum(r.flops for r in plan.rows)}
 
 
 def render_table(name: str, plans: dict[str, Plan]) -> str:
@@ -37,7 +40,10 @@ def render_table(name: str, plans: dict[str, Plan]) -> str:
             if i == 0:
                 lines.append("-" * (sum(widths) + 10))
         outs = ", ".join(f"{k} {v}" for k, v in plan.output_shapes.items())
-        lines.append(f"total: {t['params']:,} parameters, {human(t['flops'])} FLOPs per sample; output: {outs}")
+        shown = sum(r.params for r in plan.rows)
+        part = f" ({shown:,} in the steps shown)" if shown != t["params"] else ""
+        lines.append(f"total: {t['params']:,} parameters{part}, {human(t['flops'])} FLOPs per sample; "
+                     f"output: {outs}")
         lines.append("")
     return "\n".join(lines)
 
