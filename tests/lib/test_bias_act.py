@@ -153,3 +153,12 @@ def test_plain_activations_textbook(block, expected):
     assert block(x).flatten().tolist() == pytest.approx(expected, abs=1e-12)
     with pytest.raises(ShapeError, match=f"^{type(block).__name__}"):
         block(torch.zeros(5))
+
+
+@pytest.mark.parametrize("act", ["lrelu", "relu", "tanh", "swish"])
+def test_fast_path_supports_double_backward(act):
+    """R1 and path-length regularisation differentiate through gradients: the in-place fast path must
+    keep second derivatives exact."""
+    x = torch.randn(2, 3, 2, 2, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda x, b: bias_act(x, b, act=act, clamp=0.8, impl="fast"), (x, b))

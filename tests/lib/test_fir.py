@@ -279,7 +279,8 @@ def test_avg_pool_down_is_the_block_mean():
 
 
 def test_avg_pool_down_overlapping_windows_leave_the_padding_out_of_the_mean():
-    """pix2pixHD/SPADE's multiscale-D downsampling: 3x3 windows, stride 2, padding 1, count_include_pad=False."""
+    """pix2pixHD/SPADE's multiscale-D downsampling: 3x3 windows, stride 2, padding 1,
+    count_include_pad=False."""
     pool = AvgPoolDown(2, kernel_size=3, padding=1, count_include_pad=False)
     x = torch.randn(2, 3, 7, 6)
     y = pool(x)
@@ -329,3 +330,9 @@ def test_dcgan_learned_resamplers_layout_and_shapes():
     x = torch.randn(1, 8, 3, 3)
     want = F.conv_transpose2d(x, up.conv.weight, up.conv.bias, stride=2, padding=1)
     torch.testing.assert_close(up(x), want)
+
+
+@pytest.mark.parametrize("up,down", [(2, 1), (1, 2), (1, 1)])
+def test_upfirdn2d_fast_supports_double_backward(up, down):
+    x = torch.randn(1, 2, 3, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda t: upfirdn2d(t, F4, up, down, 1, impl="fast"), (x,))
