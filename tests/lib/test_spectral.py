@@ -129,3 +129,21 @@ def test_sn_embedding_iterates_over_classes_as_biggan():
     # BigGAN's SNEmbedding keeps u of size num_embeddings: the (n_classes, D) table is the matrix.
     sn = EmbeddingLayer(10, 4, sn=True).embed.parametrizations.weight[0]
     assert sn._u.shape == (10,) and sn._v.shape == (4,)
+
+
+def test_sn_on_meta_skips_the_warm_up_but_keeps_the_layout():
+    """On ``meta`` (the assembler's shape inference) the 15 warm-up power iterations are skipped -- they have
+    nothing to estimate -- while the state-dict layout is torch's; on a real weight they still run."""
+    from unittest import mock
+
+    from torch.nn.utils import parametrizations
+
+    real = {k: tuple(v.shape) for k, v in Conv2dLayer(3, 8, sn=True).state_dict().items()}
+    with mock.patch.object(parametrizations._SpectralNorm, "_power_method", autospec=True) as power:
+        with torch.device("meta"):
+            layer = Conv2dLayer(3, 8, sn=True)
+        assert power.call_count == 0
+        Conv2dLayer(3, 8, sn=True)
+        assert 15 in [c.args[2] for c in power.call_args_list]  # the warm-up on a real weight
+    assert {k: tuple(v.shape) for k, v in layer.state_dict().items()} == real
+    assert layer.conv.weight.is_meta and layer.conv.parametrizations.weight[0]._u.shape == (8,)
