@@ -13,12 +13,16 @@ __all__ = ["FadeIn", "fade_in"]
 
 
 def fade_in(old: Tensor, new: Tensor, alpha: Tensor | float) -> Tensor:
-    """``old + (new - old) · alpha``: alpha = 0 gives ``old``, alpha = 1 gives ``new``.
+    """``old + (new - old) · alpha``: alpha = 0 gives ``old``, alpha = 1 gives ``new``, both exactly.
 
     Karras et al. 2018, "Progressive Growing of GANs", sec. 3 and fig. 2 (b): while a new stage fades in,
-    its output is interpolated linearly with the (resampled) output of the previous stage.
+    its output is interpolated linearly with the (resampled) output of the previous stage. ``torch.lerp``
+    computes ``new - (new - old) · (1 - alpha)`` for alpha >= 0.5, so a faded-in stage (alpha = 1) gives the
+    new path bit for bit (``old + (new - old) · 1`` is off by rounding).
     """
-    return old + (new - old) * alpha
+    if not isinstance(alpha, Tensor):
+        alpha = torch.tensor(float(alpha), dtype=old.dtype, device=old.device)
+    return torch.lerp(old, new, alpha)
 
 
 @STRUCTURE.register("fade_in",

@@ -24,6 +24,7 @@ from blocks import (
     Residual,
     Scale,
     ShapeError,
+    fade_in,
     minibatch_stddev,
 )
 
@@ -107,6 +108,16 @@ def test_fade_in_endpoints_and_blend():
     torch.testing.assert_close(fade(old, new), old)
     fade.set_alpha(0.25)
     torch.testing.assert_close(fade(old, new), 0.75 * old + 0.25 * new)
+
+
+def test_fade_in_endpoints_are_exact():
+    """alpha = 1 is the new path bit for bit (a faded-in ProGAN stage is exactly the grown network)."""
+    old, new = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4)
+    fade = FadeIn()
+    assert torch.equal(fade(old, new), new)
+    fade.set_alpha(0.0)
+    assert torch.equal(fade(old, new), old)
+    assert torch.equal(fade_in(old, new, 1.0), new) and torch.equal(fade_in(old, new, 0), old)
 
 
 def test_fade_in_alpha_is_a_saved_buffer_and_checked():
