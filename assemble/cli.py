@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 
@@ -96,6 +97,110 @@ def _add_show(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stage", type=int, default=None, help="progressive recipes: the stage to show")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.set_defaults(func=_cmd_show)
+
+
+# ---- train --------------------------------------------------------------------------------------------
+
+
+def _parse_kv(items: list[str]) -> dict:
+    from .recipe import parse_set
+
+    return dict(parse_set(i) for i in items)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .train.objective import TrainingError
+    from .train.run import RunOptions, train
+
+    data_options = _parse_kv(args.data_option)
+    if args.size is not None:
+        data_options["size"] = args.size
+    opts = RunOptions(recipe=args.recipe, out=Path(args.out), data=args.data, data_options=data_options,
+                      steps=args.steps, sets=args.sets, train_overrides=_parse_kv(args.train), resume=args.resume,
+                      device=args.device, deterministic=args.deterministic, progress=not args.no_progress,
+                      check_sync=args.check_sync, seed=args.seed)
+    try:
+        summary = train(opts)
+    except TrainingError as err:
+        print(f"ganforge train: {err}", file=sys.stderr)
+        return 3
+    if os.environ.get("RANK", "0") == "0":
+        metrics = summary.get("metrics") or {}
+        shown = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+        print(f"trained {summary['recipe']} for {summary['steps']} steps in {summary['wall_s']:.1f} s; "
+              f"outputs in {args.out}")
+        if shown:
+            print("metrics: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                          for k, v in shown.items()))
+    return 0
+
+
+@command
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train", help="train a recipe on built-in data or a folder",
+        description="Train a recipe. Writes checkpoints (safetensors + JSON), sample grids, a loss plot, "
+                    "metrics.jsonl and summary.json to --out. Runs data-parallel under torchrun.")
+    _recipe_args(p)
+    p.add_argument("--data", help="a built-in dataset (ring8, grid25, swiss_roll, digits, stacked_digits, "
+                                  "shapes) or a folder of images / image+label-map pairs (default: the recipe's)")
+    p.add_argument("--size", type=int, help="image size for image datasets (e.g. 16 for digits)")
+    p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="another dataset option (n=5000, channels=1, crop=false); repeatable")
+    p.add_argument("--steps", type=int, help="generator steps to train (default: the recipe's train.steps)")
+    p.add_argument("--out", default="runs/latest", help="run directory (default: runs/latest)")
+    p.add_argument("--train", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a train setting (batch=64, n_critic=5, precision=bf16); repeatable")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--seed", type=int, help="override train.seed")
+    p.add_argument("--deterministic", action="store_true", help="torch.use_deterministic_algorithms(True)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--check-sync", action="store_true",
+                   help="under torchrun: verify after every step that all ranks hold identical parameters")
+    p.set_defaults(func=_cmd_train)
+
+
+# ---- sample ---------------------------------------------------------------------------------------
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .sample import load_generator, write_all
+
+    G, state = load_generator(args.checkpoint, device=args.device, ema=not args.no_ema)
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent / f"samples-{state.get('step', 0)}"
+    files = write_all(G, out, n=args.n, seed=args.seed, psis=tuple(args.psi), thresholds=tuple(args.threshold),
+                      steps=args.steps, cutoff=args.cutoff)
+    for name, path in files.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+@command
+def _add_sample(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sample", help="grids, truncation, interpolation, style mixing, latent arithmetic from a checkpoint",
+        description="Write sample figures from a checkpoint (its EMA generator when present): grid.png, "
+                    "truncation_psi.png (StyleGAN's w-average truncation, or z scaling without a mapping "
+                    "network), truncation_z.png (BigGAN's resampling beyond a threshold), interp_lerp.png, "
+                    "interp_slerp.png, style_mixing.png (recipes with per-layer styles) and arithmetic.png "
+                    "(DCGAN-style vector arithmetic on averaged latents).")
+    p.add_argument("checkpoint", help="a checkpoint (.json or .safetensors) or a run directory (its latest)")
+    p.add_argument("--out", help="output folder (default: next to the checkpoint)")
+    p.add_argument("--n", type=int, default=64, help="samples in the grid (default 64)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--psi", type=float, nargs="+", default=[1.0, 0.7, 0.5, 0.0], help="truncation psi values")
+    p.add_argument("--cutoff", type=int, help="truncate only the first CUTOFF style layers")
+    p.add_argument("--threshold", type=float, nargs="+", default=[2.0, 1.0, 0.5],
+                   help="BigGAN truncation thresholds")
+    p.add_argument("--steps", type=int, default=8, help="interpolation steps")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-ema", action="store_true", help="use the raw generator instead of its EMA")
+    p.set_defaults(func=_cmd_sample)
 
 
 # ---- entry point ------------------------------------------------------------------------------------

@@ -23,6 +23,10 @@ TOP_KEYS = ("name", "description", "paper", "reference", "base", "vars", "tiny",
 
 def recipes_dir() -> Path:
     """The folder of built-in recipes (shipped inside the wheel as the ``recipes`` package)."""
+    import recipes
+
+    if getattr(recipes, "__file__", None):
+        return Path(recipes.__file__).parent
     return Path(str(resources.files("recipes")))
 
 

@@ -1,0 +1,123 @@
+"""What a run writes besides checkpoints: fixed-latent sample grids, toy scatter plots and the metrics that
+say whether training works (mode coverage on toy data, classifier-judged digits)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+TOY = ("ring8", "grid25", "swiss_roll")
+
+
+class FixedSamples:
+    """The same G inputs at every sample step, so the grids show one run's progress."""
+
+    def __init__(self, trainer: Any, n: int):
+        self.n = n
+        gen = torch.Generator().manual_seed(trainer.cfg.seed * 7919 + 99)
+        real: dict[str, Tensor] = {}
+        if trainer.g_data_inputs or trainer.cfg.g_labels == "data":
+            from .batches import collate
+
+            idx = torch.arange(min(n, len(trainer.dataset)))
+            fields = collate(trainer.dataset, idx)
+            real = {name: fields[f].to(trainer.device) for name, f in trainer.binding.items()}
+            self.n = len(idx)
+        self.inputs = trainer.g_inputs(self.n, real, gen)
+
+    @torch.no_grad()
+    def images(self, trainer: Any) -> Tensor:
+        model = trainer.sample_model()
+        was = model.training
+        model.eval()
+        try:
+            return trainer.fake_of(model.run(**self.inputs)).float().cpu()
+        finally:
+            model.train(was)
+
+    def save(self, trainer: Any, step: int) -> Path | None:
+        from ..plots import save_grid, save_scatter
+
+        out = trainer.out / "samples"
+        out.mkdir(exist_ok=True)
+        fake = self.images(trainer)
+        if fake.dim() == 4:
+            path = save_grid(fake, out / f"step-{step:07d}.png")
+            save_grid(fake, trainer.out / "samples.png")
+            return path
+        if fake.dim() == 2 and fake.shape[1] == 2:
+            real = toy_points(trainer, 2000)
+            centers = trainer.dataset.info.get("centers")
+            centers = torch.as_tensor(centers, dtype=torch.float32) if centers is not None else None
+            many = generate(trainer, 2000)
+            save_scatter(real, many, out / f"scatter-{step:07d}.png", centers=centers)
+            return save_scatter(real, many, trainer.out / "scatter.png", centers=centers)
+        return None
+
+
+def sample_grid(trainer: Any, n: int) -> FixedSamples:
+    return FixedSamples(trainer, n)
+
+
+@torch.no_grad()
+def generate(trainer: Any, n: int, seed: int = 12345) -> Tensor:
+    """``n`` samples from the EMA generator (eval mode), in batches, with a fixed seed."""
+    model = trainer.sample_model()
+    was = model.training
+    model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    try:
+        done = 0
+        while done < n:
+            b = min(256, n - done)
+            real: dict[str, Tensor] = {}
+            if trainer.g_data_inputs:
+                from .batches import collate
+
+                idx = torch.randint(0, len(trainer.dataset), (b,), generator=gen)
+                fields = collate(trainer.dataset, idx)
+                real = {name: fields[f].to(trainer.device) for name, f in trainer.binding.items()}
+            gin = trainer.g_inputs(b, real, gen)
+            out.append(trainer.fake_of(model.run(**gin)).float().cpu())
+            done += b
+    finally:
+        model.train(was)
+    return torch.cat(out)
+
+
+def toy_points(trainer: Any, n: int) -> Tensor:
+    from .batches import collate
+
+    idx = torch.arange(min(n, len(trainer.dataset)))
+    field = next(iter(trainer.binding.values()))
+    return collate(trainer.dataset, idx)[field].float()
+
+
+def evaluate(trainer: Any) -> dict[str, Any]:
+    """The metrics that fit the dataset: toy mode statistics, or a digits classifier's verdict."""
+    name = str(trainer.cfg.data.get("name", ""))
+    info = getattr(trainer.dataset, "info", {}) or {}
+    if name in TOY and info.get("centers") is not None:
+        from ..metrics import mode_stats
+
+        samples = generate(trainer, 2500)
+        centers = torch.as_tensor(info["centers"], dtype=torch.float32)
+        return mode_stats(samples, centers, float(info["std"]))
+    if name == "digits":
+        from ..metrics import digit_classifier, digits_report
+
+        images = generate(trainer, 500)
+        size = images.shape[-1]
+        if images.shape[1] != 1 or size not in (8, 16, 32):
+            return {}
+        return digits_report(images, classifier=digit_classifier(size))
+    if name == "stacked_digits":
+        from ..metrics import stacked_report
+
+        images = generate(trainer, 2000)
+        return stacked_report(images)
+    return {}
