@@ -17,7 +17,8 @@ from ..core import Block, Example, Shape, Sizes
 from ..registry import STRUCTURE
 from ..shapes import ShapeError
 
-__all__ = ["Add", "Concat", "Dropout", "Flatten", "GlobalAvgPool", "GlobalSumPool", "Reshape", "Scale"]
+__all__ = ["Add", "Concat", "Dropout", "Flatten", "GlobalAvgPool", "GlobalSumPool", "KeepChannels", "Reshape",
+           "Scale"]
 
 
 def _two_or_more(block: Block, xs: Sequence[Tensor]) -> None:
@@ -95,6 +96,49 @@ class Concat(Block):
     @classmethod
     def example(cls, s: Sizes) -> Example:
         return Example({}, (s.randn(s.B, s.C, s.H, s.W), s.randn(s.B, s.N, s.H, s.W)))
+
+
+@STRUCTURE.register(
+    "keep_channels",
+    paper="Brock et al. 2019, BigGAN, appendix B (BigGAN-deep: where G reduces the channels, the skip keeps the "
+          "first group of channels and drops the rest); BigGAN-PyTorch BigGANdeep.py",
+)
+class KeepChannels(Block):
+    """Keep the first ``channels`` channels and drop the rest: ``x[:, :channels]``.
+
+    BigGAN-deep's generator blocks shrink their identity skip this way (``x[:, :out_channels]``, no
+    parameters), and its output layer keeps the first 3 of the last convolution's channels as RGB.
+
+    Args:
+        channels: number of leading channels kept (at most the input's).
+
+    Shape:
+        - x: (B, C, ...) with C >= channels
+        - output: (B, channels, ...)
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        if channels < 1:
+            raise self.fail(f"channels must be >= 1, got {channels}")
+        self.channels = channels
+
+    def forward(self, x: Tensor) -> Tensor:
+        dims = self.check(x, "B C ...")
+        if dims and dims["C"] < self.channels:
+            raise ShapeError(type(self).__name__, "x", f"(B, C >= {self.channels}, ...)", tuple(x.shape),
+                             f"cannot keep {self.channels} channels of {dims['C']}")
+        return x[:, :self.channels]
+
+    def out_shape(self, x: Shape) -> Shape:
+        return (x[0], self.channels, *x[2:])
+
+    @classmethod
+    def example(cls, s: Sizes) -> Example:
+        return Example({"channels": s.C}, (s.randn(s.B, s.C + s.N, s.H, s.W),))
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}"
 
 
 @STRUCTURE.register(

@@ -18,6 +18,7 @@ from blocks import (
     Flatten,
     GlobalAvgPool,
     GlobalSumPool,
+    KeepChannels,
     MinibatchDiscrimination,
     MinibatchStdDev,
     Reshape,
@@ -290,6 +291,19 @@ def test_global_pools_and_scale():
         GlobalSumPool()(torch.randn(2, 3, 4))
 
 
+def test_keep_channels_keeps_the_leading_channels():
+    """BigGAN-deep's skip ``x[:, :out_channels]`` and its RGB slice of the last conv's channels."""
+    x = torch.randn(2, 6, 4, 5)
+    out = KeepChannels(4)(x)
+    assert out.shape == KeepChannels(4).out_shape(x.shape) == (2, 4, 4, 5)
+    assert torch.equal(out, x[:, :4])
+    assert torch.equal(KeepChannels(6)(x), x) and KeepChannels(3)(torch.randn(2, 8)).shape == (2, 3)
+    with pytest.raises(ShapeError, match=r"KeepChannels.*cannot keep 7 channels of 6"):
+        KeepChannels(7)(x)
+    with pytest.raises(ValueError, match="KeepChannels"):
+        KeepChannels(0)
+
+
 def test_dropout_masks_scaling_and_modes():
     x = torch.ones(64, 4, 8, 8)
     drop = Dropout()
@@ -308,5 +322,5 @@ def test_dropout_masks_scaling_and_modes():
 
 def test_combinators_are_registered_structure_blocks():
     for key in ("add", "concat", "reshape", "flatten", "global_sum_pool", "global_avg_pool", "scale",
-                "dropout", "residual", "fade_in", "minibatch_stddev", "minibatch_discrimination"):
+                "dropout", "keep_channels", "residual", "fade_in", "minibatch_stddev", "minibatch_discrimination"):
         assert key in STRUCTURE, key
