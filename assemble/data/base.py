@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -155,8 +154,10 @@ def _decode(spec: FieldSpec, stored: Tensor) -> Tensor:
     if spec.kind == "image":
         return stored.float() / 127.5 - 1.0 if stored.dtype == torch.uint8 else stored
     if spec.kind == "label_map":
-        onehot = F.one_hot(stored.long(), spec.n_classes)    # (..., H, W, n)
-        return onehot.movedim(-1, -3).float()                  # (..., n, H, W)
+        # scatter into float directly: F.one_hot would build an int64 (..., H, W, n) tensor 2x the size first
+        idx = stored.long().unsqueeze(-3)                                      # (..., 1, H, W)
+        out = torch.zeros((*idx.shape[:-3], spec.n_classes, *idx.shape[-2:]), dtype=torch.float32)
+        return out.scatter_(-3, idx, 1.0)                                      # (..., n, H, W)
     return stored
 
 

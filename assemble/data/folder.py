@@ -194,7 +194,7 @@ def image_folder(root: str | Path, *, size: int | tuple[int, int] | None = None,
     images = np.stack([_load_image(_read(p, channels), target, crop) for p in paths])   # (N, C, H, W)
     fields = {"img": FieldSpec("image", (channels, *target))}
     data = {"img": torch.from_numpy(images)}
-    info = {"source": str(root), "n_samples": len(paths), "size": list(target), "channels": channels,
+    info = {"source": str(root.resolve()), "n_samples": len(paths), "size": list(target), "channels": channels,
             "crop": crop, "skipped_files": skipped}
     if classes:
         fields["label"] = FieldSpec("class", (), len(classes))
@@ -251,6 +251,6 @@ def _pairs(root: Path, size: int | tuple[int, int] | None, crop: bool, channels:
               "seg": FieldSpec("label_map", (n_classes, *target), n_classes)}
     seg_dtype = torch.uint8 if n_classes <= 256 else torch.int32
     data = {"img": torch.from_numpy(np.stack(imgs)), "seg": torch.from_numpy(seg).to(seg_dtype)}
-    info = {"source": str(root), "n_samples": len(stems), "size": list(target), "channels": channels, "crop": crop,
-            "n_classes": n_classes, "skipped_files": len(image_files) + len(label_files) - 2 * len(stems)}
+    info = {"source": str(root.resolve()), "n_samples": len(stems), "size": list(target), "channels": channels,
+            "crop": crop, "n_classes": n_classes, "skipped_files": len(image_files) + len(label_files) - 2 * len(stems)}
     return GanDataset(root.name or str(root), fields, data, info)

@@ -36,7 +36,8 @@ def make_dataset(source: str | os.PathLike, *, size: int | tuple[int, int] | Non
     """Build a dataset.
 
     Args:
-        source: a built-in name (see :func:`list_datasets`) or the path of a folder of images.
+        source: a built-in name (see :func:`list_datasets`) or the path of a folder of images (a built-in
+            name wins over a folder of the same name in the working directory: write ``./digits`` for that).
         size: image size, an int or ``(H, W)``; None for each source's default. Toy 2-D data has none.
         seed: random seed (a non-negative int); the same seed gives the same data.
         **options: source-specific options, e.g. ``n`` (toy, stacked_digits, shapes), ``n_classes`` (shapes,

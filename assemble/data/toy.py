@@ -5,12 +5,15 @@ Each has one field ``x`` (vector (2,)). The mixtures record ``info["centers"]`` 
 
 Settings and where they come from:
 
-- ``ring8``: 8 isotropic Gaussians with means equally spaced on a circle, defaults radius 2 and std 0.02,
-  the ring of the unrolled-GAN paper (Metz et al., "Unrolled Generative Adversarial Networks", ICLR 2017,
-  arXiv:1611.02163), which VEEGAN (Srivastava et al., NeurIPS 2017, arXiv:1705.07761) and PacGAN (Lin et al.,
-  NeurIPS 2018, arXiv:1712.04086) reuse. The radius and std are options because the released code differs:
-  PacGAN's ``synthetic_data_experiments/2DRing_GAN&PacGAN/config.py`` (github.com/fjxmlzn/PacGAN) uses
-  radius 1 and std 0.01; ``ring8`` with ``radius=1, std=0.01`` reproduces it. Mode k sits at angle 2πk/8.
+- ``ring8``: 8 isotropic Gaussians with means equally spaced on a circle (mode k at angle 2πk/8); defaults
+  radius 2 and std 0.02, the values usually cited for the mixture experiment of the unrolled-GAN paper (Metz
+  et al., "Unrolled Generative Adversarial Networks", ICLR 2017, arXiv:1611.02163), whose ring VEEGAN
+  (Srivastava et al., NeurIPS 2017, arXiv:1705.07761) and PacGAN (Lin et al., NeurIPS 2018, arXiv:1712.04086)
+  reuse. The released code differs, so radius and std are options: PacGAN's
+  ``synthetic_data_experiments/2DRing_GAN&PacGAN/config.py`` (github.com/fjxmlzn/PacGAN) uses radius 1 and
+  std 0.01, as does the ring sampler the VEEGAN author published and the unrolled-GAN demo notebook
+  (github.com/poolio/unrolled_gan, which says its settings differ from the paper's); ``ring8`` with
+  ``radius=1, std=0.01`` reproduces that code.
 - ``grid25``: 25 isotropic Gaussians at {-4, -2, 0, 2, 4}², std 0.05, as VEEGAN's and PacGAN's 2D grid
   (PacGAN's ``2DGrid_GAN&PacGAN/config.py``: means on ``range(-4, 5, 2)`` squared, variance 0.05²).
 - ``swiss_roll``: ``sklearn.datasets.make_swiss_roll(n, noise=0.25)``, keeping coordinates (x, z) and
