@@ -236,7 +236,7 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, tensors: dict[str, Te
 def _prune(run_dir: Path, step: int, keep: int) -> None:
     """Delete checkpoints older than ``step`` beyond the newest ``keep`` (this one included), records first."""
     committed = sorted((s for s, _ in _committed(run_dir) if s <= step), reverse=True)
-    kept = set(committed[:keep]) | {step}
+    kept = set(committed[:keep])  # this step is committed, so it heads the list
     files: dict[int, list[Path]] = {}
     for p in run_dir.iterdir():
         m = _FILE_OF_STEP.match(p.name)

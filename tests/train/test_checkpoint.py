@@ -306,6 +306,26 @@ def test_resaving_a_step_replaces_it(tmp_path):
     assert state == {"v": 2} and torch.equal(tensors["w"], torch.ones(2))
 
 
+def test_crash_while_resaving_a_step_uncommits_it(tmp_path, monkeypatch):
+    save_checkpoint(tmp_path, 5, {"w": torch.zeros(2)}, {"v": 5})
+    save_checkpoint(tmp_path, 7, {"w": torch.zeros(2)}, {"v": 7})
+    real_replace = os.replace
+
+    def crash_on_record(src, dst):
+        if str(dst).endswith(".json"):
+            raise OSError("simulated power loss")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", crash_on_record)
+    with pytest.raises(OSError, match="simulated"):
+        save_checkpoint(tmp_path, 7, {"w": torch.ones(2)}, {"v": 8})
+    monkeypatch.undo()
+    # The old record of step 7 would describe a tensors file that has since been replaced (same size):
+    # it must be gone, so that resuming finds step 5 cleanly instead of a checkpoint that fails its hash.
+    assert latest_checkpoint(tmp_path) == tmp_path / "ckpt-00000005.json"
+    assert load_checkpoint(tmp_path)[1] == {"v": 5}
+
+
 # --------------------------------------------------------------------------------------------- damaged files
 
 
