@@ -47,7 +47,7 @@ OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 PRECISIONS = ("fp32", "bf16", "fp16")
 TRAIN_KEYS = ("batch", "steps", "n_critic", "optimizers", "ema", "style_mixing", "precision", "accumulate",
               "schedule", "seed", "log_every", "sample_every", "checkpoint_every", "eval_every", "keep",
-              "sample_grid", "g_labels", "reset_optimizers_on_stage", "pl_batch_shrink")
+              "sample_grid", "g_labels", "reset_optimizers_on_stage", "pl_batch_shrink", "d_joint")
 
 
 @dataclass
@@ -120,6 +120,7 @@ class TrainConfig:
     g_labels: str = "prior"  # class inputs of G: "prior" (uniform) or "data" (the real batch's labels)
     reset_optimizers_on_stage: bool = True
     pl_batch_shrink: int = 2
+    d_joint: bool = False  # D sees fakes and reals in one forward (BigGAN, SPADE): one SN power step per update
     data: dict[str, Any] = field(default_factory=dict)
 
 
@@ -245,6 +246,7 @@ def parse(recipe: dict[str, Any], overrides: dict[str, Any] | None = None) -> Tr
         issues.add("train.g_labels", f"'prior' or 'data', found {g_labels!r}")
     cfg.g_labels = g_labels
     cfg.reset_optimizers_on_stage = bool(train.get("reset_optimizers_on_stage", True))
+    cfg.d_joint = bool(train.get("d_joint", False))
     opts = train.get("optimizers") or {}
     for net in ("G", "D"):
         raw = dict(opts.get(net) or {})

@@ -88,7 +88,7 @@ class Trainer:
         fields = collate(self.dataset, self.order.next(batch))
         out = {name: fields[field].to(self.device) for name, field in self.binding.items()}
         for name, t in out.items():
-            finite(t, self.step, f"data (input '{name}')", "the batch holds NaN or inf values")
+            finite(t, self.step + 1, f"data (input '{name}')", "the batch holds NaN or inf values")
         return out
 
     def g_inputs(self, batch: int, real: dict[str, Tensor], generator: torch.Generator) -> dict[str, Tensor]:
@@ -171,14 +171,17 @@ class Trainer:
             fake = self.fake_of(g_regs).detach()
             real = self.match_stage(real, fake, phase)
             with self.autocast():
-                d_fake = self.D.run(**self.d_inputs(fake, gin, real))
-                d_real = self.D.run(**real)
-                terms = {"loss/D": finite(self._d_adv(d_real, d_fake, real), self.step, "loss/D")}
-                terms.update(obj.term_losses("D", {"G": g_regs, "D_fake": d_fake, "D_real": d_real}, self.step))
+                if cfg.d_joint:
+                    d_fake, d_real = self._d_joint(self.d_inputs(fake, gin, real), real)
+                else:
+                    d_fake = self.D.run(**self.d_inputs(fake, gin, real))
+                    d_real = self.D.run(**real)
+                terms = {"loss/D": finite(self._d_adv(d_real, d_fake, real), self.step + 1, "loss/D")}
+                terms.update(obj.term_losses("D", {"G": g_regs, "D_fake": d_fake, "D_real": d_real}, self.step + 1))
             cond = {k: v for k, v in real.items() if k != self.image_input}
             if self.image_input is not None:
-                terms.update(obj.d_regularizers(d_index, self._critic(real), real[self.image_input], fake,
-                                                obj.logits(d_real), cond))
+                terms.update(obj.d_regularizers(self.step + 1, d_index, self._critic(real),
+                                                real[self.image_input], fake, obj.logits(d_real), cond))
             total = sum(terms.values())
             self.scaler["D"].scale(total / cfg.accumulate).backward()
             for k, v in terms.items():
@@ -188,6 +191,19 @@ class Trainer:
         self.scaler["D"].update()
         broadcast_buffers(self.D, self.world)
         return logs
+
+    def _d_joint(self, fake_in: dict[str, Tensor], real_in: dict[str, Tensor]) -> tuple[dict, dict]:
+        """One D forward on [fakes; reals], split back into the two runs (BigGAN-PyTorch's ``GD`` and SPADE's
+        ``discriminate`` do this, so spectral norm takes one power step and D sees one batch per update)."""
+        n = next(iter(fake_in.values())).shape[0]
+        regs = self.D.run(**{k: torch.cat([fake_in[k], real_in[k]]) for k in fake_in})
+        fake, real = {}, {}
+        for k, v in regs.items():
+            if isinstance(v, Tensor) and v.dim() and v.shape[0] == n + real_in[self.image_input].shape[0]:
+                fake[k], real[k] = v[:n], v[n:]
+            else:
+                fake[k] = real[k] = v
+        return fake, real
 
     def _critic(self, real: dict[str, Tensor]):
         """D's first adversarial output as a function of the image input (for R1 and the gradient penalty)."""
@@ -225,9 +241,9 @@ class Trainer:
                 if any(r.startswith("D_real.") for t in cfg.terms if t.network == "G" for r in _refs(t.inputs)):
                     runs["D_real"] = self.D.run(**real_d)
                 adv = sum(obj.loss.g_loss(lg) for lg in obj.logits(d_fake)) / len(obj.logit_names)
-                terms = {"loss/G": finite(adv, self.step, "loss/G")}
-                terms.update(obj.term_losses("G", runs, self.step))
-            terms.update(obj.g_regularizers(self.step, self._path_length_run(micro, real)))
+                terms = {"loss/G": finite(adv, self.step + 1, "loss/G")}
+                terms.update(obj.term_losses("G", runs, self.step + 1))
+            terms.update(obj.g_regularizers(self.step + 1, self._path_length_run(micro, real)))
             total = sum(terms.values())
             self.scaler["G"].scale(total / cfg.accumulate).backward()
             for k, v in terms.items():

@@ -89,11 +89,13 @@ class Objective:
     def due(self, reg: nn.Module, step: int) -> bool:
         return step % reg.interval == 0
 
-    def d_regularizers(self, step: int, critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor,
-                       real_logits: list[Tensor], cond: dict[str, Tensor]) -> dict[str, Tensor]:
+    def d_regularizers(self, step: int, d_index: int, critic: Callable[[Tensor], Tensor], real: Tensor,
+                       fake: Tensor, real_logits: list[Tensor], cond: dict[str, Tensor]) -> dict[str, Tensor]:
+        """D's regularizer terms at training step ``step`` (for messages), D update number ``d_index``
+        (lazy regularizers run when it is a multiple of their interval)."""
         out: dict[str, Tensor] = {}
         for name, reg in zip(self.reg_names, self.regularizers):
-            if reg.network != "D" or name == "weight_clip" or not self.due(reg, step):
+            if reg.network != "D" or name == "weight_clip" or not self.due(reg, d_index):
                 continue
             needs = reg.needs
             if needs == ("critic", "real", "fake"):
@@ -112,9 +114,11 @@ class Objective:
 
     def g_regularizers(self, step: int, path_length_run: Callable[[], tuple[Tensor, Tensor]] | None
                        ) -> dict[str, Tensor]:
+        """G's regularizer terms at (1-based) training step ``step``; lazy ones when ``step - 1`` is a multiple
+        of their interval, so they also run on the first step."""
         out: dict[str, Tensor] = {}
         for name, reg in zip(self.reg_names, self.regularizers):
-            if reg.network != "G" or not self.due(reg, step):
+            if reg.network != "G" or not self.due(reg, step - 1):
                 continue
             if reg.needs == ("images", "ws"):
                 if path_length_run is None:
