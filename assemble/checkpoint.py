@@ -11,12 +11,15 @@ renamed into place, so a crash at any moment leaves either a complete checkpoint
 :func:`latest_checkpoint` ignores. Loading reads the tensors file once, checks its size and sha256 against
 the record, and only then parses the same bytes: nothing is unpickled and nothing is executed.
 
-    >>> tensors = {**module_tensors("G", G), **module_tensors("D", D)}       # doctest: +SKIP
+    >>> tensors = {**module_tensors("G", G), **generator_state("gen", g)}    # doctest: +SKIP
     >>> t, opt_json = optimizer_state("opt_G", opt_G); tensors.update(t)     # doctest: +SKIP
-    >>> save_checkpoint(run_dir, step, tensors, {"opt_G": opt_json})        # doctest: +SKIP
-    >>> tensors, state = load_checkpoint(run_dir)                            # doctest: +SKIP
+    >>> t, rng_json = rng_state(); tensors.update(t)                         # doctest: +SKIP
+    >>> state = {"step": step, "opt_G": opt_json, "rng": rng_json}           # doctest: +SKIP
+    >>> save_checkpoint(run_dir, step, tensors, state)                       # doctest: +SKIP
+    >>> tensors, state = load_checkpoint(run_dir)     # the newest that verifies  # doctest: +SKIP
     >>> load_module_tensors("G", G, tensors)                                 # doctest: +SKIP
     >>> load_optimizer_state("opt_G", opt_G, tensors, state["opt_G"])        # doctest: +SKIP
+    >>> set_rng_state(tensors, state["rng"]); set_generator_state("gen", g, tensors)  # doctest: +SKIP
 
 Names: a ``prefix`` is joined to its keys with a dot (``"G"`` and ``"G."`` both give ``G.conv.weight``);
 prefixes of different objects must not nest (``G`` and ``G.ema`` would; use ``G`` and ``G_ema``).
@@ -46,7 +49,8 @@ FORMAT_VERSION = 1
 
 _NAME = re.compile(r"^ckpt-(\d{8,})\.json$")
 _FILE_OF_STEP = re.compile(r"^ckpt-(\d{8,})\.(?:safetensors|json)(?:\.tmp)?$")
-# Tags in optimizer JSON for values that plain JSON cannot spell: a tensor held in the tensors file, a tuple.
+# Tags for what plain JSON cannot spell: in optimizer JSON a tensor held in the tensors file and a tuple
+# (Adam's betas); in any state a dict with non-str keys.
 _TENSOR_TAG = "__tensor__"
 _TUPLE_TAG = "__tuple__"
 _ITEMS_TAG = "__dict_items__"
@@ -403,8 +407,9 @@ def load_checkpoint(path_or_run_dir: str | os.PathLike) -> tuple[dict[str, Tenso
     if path.suffix == ".safetensors":
         path = path.with_suffix(".json")
     elif path.suffix != ".json":
+        found = "it does not exist" if not path.exists() else "found another kind of file"
         raise CheckpointError(f"{path} is not a checkpoint: expected a ckpt-*.json record, its .safetensors "
-                              f"file, or a run directory")
+                              f"file, or a run directory; {found}")
     return _load_verified(path)
 
 
