@@ -8,7 +8,13 @@ from safetensors.torch import save_file
 
 from assemble.metrics import DigitClassifier, digit_classifier, digits_report, mode_stats, stacked_report
 from assemble.metrics import digits as digits_mod
-from assemble.metrics.classifier import TrainConfig, digits_split, evaluate_accuracy, train_digit_classifier
+from assemble.metrics.classifier import (
+    TrainConfig,
+    config_hash,
+    digits_split,
+    evaluate_accuracy,
+    train_digit_classifier,
+)
 from assemble.metrics.digits import _default_size
 from blocks.shapes import ShapeError
 
@@ -150,11 +156,33 @@ def test_weights_from_a_user_path(clf16, cache, held_out, tmp_path):
     save_file({k: v.contiguous() for k, v in DigitClassifier(8).state_dict().items()}, str(bare))
     with pytest.raises(ValueError, match="does not fit a 16 px"):
         digit_classifier(16, weights=str(bare))
+    # Weights without metadata (trained elsewhere) get their accuracy measured on the held-out split.
+    bare16 = tmp_path / "bare16.safetensors"
+    save_file({k: v.contiguous() for k, v in clf16.state_dict().items()}, str(bare16))
+    assert digit_classifier(16, weights=str(bare16)).accuracy == clf16.accuracy
     # A pickle is refused, never unpickled.
     pickled = tmp_path / "weights.pt"
     torch.save(clf16.state_dict(), pickled)
     with pytest.raises(ValueError, match="not a readable safetensors file"):
         digit_classifier(16, weights=str(pickled))
+
+
+def test_unreadable_cache_file_is_retrained(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path))
+    calls = []
+
+    def quick(size, config):
+        calls.append(size)
+        return train_digit_classifier(size, TrainConfig(epochs=1))
+
+    monkeypatch.setattr(digits_mod, "train_digit_classifier", quick)
+    path = tmp_path / f"digits_classifier_8px_{config_hash(8, TrainConfig())}.safetensors"
+    path.write_bytes(b"not a safetensors file")
+    first = digit_classifier(8)
+    assert calls == [8] and first.size == 8
+    second = digit_classifier(8)  # the rewritten file loads
+    assert calls == [8] and second.accuracy == first.accuracy
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # no temporary files left
 
 
 def test_training_is_deterministic_and_leaves_global_rng_alone():
@@ -199,6 +227,10 @@ def test_digits_report_counts_only_confident_classes(clf16, confident_digits):
     report = digits_report(x, classifier=clf16)
     assert report["modes"] == 2 and report["confident_fraction"] == 1.0
     assert report["histogram"] == [0, 0, 0, 5, 0, 0, 0, 5, 0, 0]
+    # Unconfident noise images enter the histogram but not the modes.
+    noisy = digits_report(torch.cat([x, torch.rand(100, 1, 16, 16) * 2 - 1]), classifier=clf16)
+    assert noisy["modes"] == 2 and noisy["confident_fraction"] == pytest.approx(10 / 110)
+    assert sum(noisy["histogram"]) == 110 and len([h for h in noisy["histogram"] if h]) > 2
 
 
 def test_digits_report_resizes_other_sizes(clf16, held_out):
@@ -241,6 +273,12 @@ def test_stacked_report_needs_all_channels_confident(clf16, confident_digits):
     report = stacked_report(torch.cat([clean, broken]), classifier=clf16)
     assert report["modes"] == 20
     assert report["confident_fraction"] == pytest.approx(40 / 50)
+    # The KL is over every sample's argmax mode, confident or not (PacGAN's code).
+    with torch.no_grad():
+        middle = clf16(broken[:, 1:2]).argmax(1)
+    modes = torch.cat([torch.arange(100, 120).repeat_interleave(2), 500 + 10 * middle + torch.arange(10)])
+    p = torch.bincount(modes, minlength=1000).double() / 50
+    assert report["kl_to_uniform"] == pytest.approx(float((p[p > 0] * (1000 * p[p > 0]).log()).sum()))
 
 
 def test_report_shape_errors(clf16):
