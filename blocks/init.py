@@ -14,8 +14,9 @@ tensor when the weight is spectrally normalised), as BigGAN-PyTorch's ``init_wei
 
 Only ``normal`` and ``spade_xavier`` touch biases and norm layers, as DCGAN's ``weights_init`` and SPADE's
 ``init_weights`` do; the others keep torch's default biases, as BigGAN does. After re-initialising a
-spectrally-normalised weight the stored power-iteration vectors are stale; the next training forward moves
-them towards the new weight.
+spectrally-normalised weight its power-iteration vectors are re-estimated with the 15 warm-up iterations
+torch runs when it attaches spectral norm: without that they would belong to the old weight, and eval
+mode, which divides by the stored estimate without iterating, could divide by a σ near 0 or below it.
 
 Example:
     >>> import torch
@@ -33,7 +34,7 @@ from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils import parametrize
+from torch.nn.utils import parametrizations, parametrize
 
 from .norms.batch import BatchNorm, GroupNorm, InstanceNorm, LayerNorm
 from .registry import INITS
@@ -71,11 +72,20 @@ def _live(t: Tensor | None) -> bool:
     return t is not None and not t.is_meta
 
 
+def _resync(m: nn.Module) -> None:
+    """After ``m``'s weight was refilled: re-run spectral norm's warm-up power iterations (as on attach)."""
+    if parametrize.is_parametrized(m, "weight"):
+        for p in m.parametrizations.weight:
+            if isinstance(p, parametrizations._SpectralNorm) and hasattr(p, "_u"):
+                p._power_method(p._reshape_weight_to_matrix(m.parametrizations.weight.original), 15)
+
+
 def _init_layers(module: M, fill: Callable[[Tensor], object]) -> M:
     with torch.no_grad():
         for m in _modules(module):
             if isinstance(m, _LAYERS) and _live(w := _weight(m)):
                 fill(w)
+                _resync(m)
     return module
 
 
@@ -89,6 +99,7 @@ def init_normal(module: M) -> M:
             bias = getattr(m, "bias", None)
             if isinstance(m, _LAYERS) and _live(w := _weight(m)):
                 w.normal_(0.0, 0.02)
+                _resync(m)
             elif isinstance(m, _NORMS) and _live(w := getattr(m, "weight", None)):
                 w.normal_(1.0, 0.02)
             else:
@@ -133,6 +144,7 @@ def init_spade_xavier(module: M) -> M:
             bias = getattr(m, "bias", None)
             if isinstance(m, _LAYERS) and _live(w := _weight(m)):
                 nn.init.xavier_normal_(w, gain=0.02)
+                _resync(m)
             elif isinstance(m, _BATCH_NORMS) and _live(w := getattr(m, "weight", None)):
                 w.normal_(1.0, 0.02)
             else:

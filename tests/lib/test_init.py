@@ -120,3 +120,19 @@ def test_meta_tensors_are_skipped_and_unknown_schemes_name_the_closest():
     assert INITS.list() == ["kaiming", "normal", "orthogonal", "spade_xavier", "xavier"]
     with pytest.raises(UnknownKeyError, match="orthogonal"):
         apply_init(nn.Linear(2, 2), "orthogonl")
+
+
+@pytest.mark.parametrize("scheme", ["orthogonal", "normal", "xavier", "kaiming", "spade_xavier"])
+def test_spectral_norm_estimate_follows_the_reinitialised_weight(scheme):
+    """The stored u, v are re-estimated after the refill, so σ = uᵀWv (what eval mode divides by) is the new
+    weight's largest singular value, not a stale number near 0 or negative."""
+    torch.manual_seed(0)
+    layer = Conv2dLayer(16, 32, sn=True)
+    apply_init(layer, scheme)
+    sn = layer.conv.parametrizations.weight[0]
+    w = as_matrix(layer.conv.parametrizations.weight.original)
+    sigma = torch.vdot(sn._u, w @ sn._v)
+    torch.testing.assert_close(sigma, torch.linalg.matrix_norm(w, ord=2), rtol=0.05, atol=0)
+    layer.eval()
+    torch.testing.assert_close(torch.linalg.matrix_norm(as_matrix(layer.conv.weight), ord=2),
+                               torch.tensor(1.0), rtol=0.05, atol=0)
