@@ -51,6 +51,8 @@ class BatchOrder:
 
 
 def collate(dataset: Any, indices: Tensor) -> dict[str, Tensor]:
-    """Stack the samples ``dataset[i]`` (dicts of tensors) into a batch."""
+    """A batch of samples: ``dataset.batch`` when the dataset has it (one lookup per field), else stacked items."""
+    if hasattr(dataset, "batch"):
+        return dataset.batch(indices)
     items = [dataset[int(i)] for i in indices]
     return {k: torch.stack([it[k] for it in items]) for k in items[0]}

@@ -52,10 +52,16 @@ def prepare(opts: RunOptions, world: World) -> tuple[Trainer, dict[str, Any]]:
     """Everything short of training: recipe, config, data, networks, the trainer (resumed if asked)."""
     from ..data import bind, make_dataset
 
-    latest = ckpt.latest_checkpoint(opts.out) if opts.resume else None
-    if opts.resume and latest is None and world.is_main:
+    tensors: dict[str, Any] = {}
+    state: dict[str, Any] = {}
+    latest = None
+    if opts.resume and any(opts.out.glob("ckpt-*.json")):
+        # The newest checkpoint that verifies (damaged newer ones are skipped with a warning); if none
+        # verifies, CheckpointError says which files are damaged and how.
+        tensors, state = ckpt.load_checkpoint(opts.out)
+        latest = opts.out / f"ckpt-{int(state['step']):08d}.json"
+    elif opts.resume and world.is_main:
         print(f"ganforge train: nothing to resume in {opts.out}; starting from scratch", file=sys.stderr)
-    tensors, state = ckpt.load_checkpoint(latest) if latest else ({}, {})
     recipe = state["recipe"] if latest else load(opts.recipe, opts.sets)
     overrides = dict(opts.train_overrides)
     if opts.steps is not None:
@@ -167,7 +173,8 @@ def _train(opts: RunOptions, world: World) -> dict[str, Any]:
                                                   if isinstance(v, int | float)}})
         from ..plots import save_loss_curves
 
-        save_loss_curves(opts.out / "metrics.jsonl", opts.out / "loss.png")
+        if any(k.startswith("loss/") for r in trainer.history for k in r):
+            save_loss_curves(opts.out / "metrics.jsonl", opts.out / "loss.png")
         summary["files"] = sorted(str(p.relative_to(opts.out)) for p in opts.out.rglob("*.png"))
         (opts.out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     return summary

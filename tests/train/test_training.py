@@ -103,26 +103,30 @@ def test_nan_in_the_data_stops_the_run_naming_step_and_term(tmp_path, monkeypatc
 
     def poisoned(*args, **kw):
         ds = make(*args, **kw)
-        get = ds.__getitem__
+        batch, calls = ds.batch, []
 
         class Poisoned(type(ds)):
-            def __getitem__(self, i):
-                item = get(i)
-                return {k: v.clone().fill_(float("nan")) for k, v in item.items()} if i == 7 else item
+            def batch(self, indices):  # the 5th batch (step 5's D update) carries a NaN
+                calls.append(1)
+                out = batch(indices)
+                if len(calls) == 5:
+                    out = {k: v.float().index_fill(0, torch.tensor([0]), float("nan")) for k, v in out.items()}
+                return out
 
         ds.__class__ = Poisoned
         return ds
 
     monkeypatch.setattr(data, "make_dataset", poisoned)
     with pytest.raises(TrainingError) as info:
-        run("gan_mlp", tmp_path, steps=50, sets=TINY_MLP, train_overrides={"checkpoint_every": 1})
+        run("gan_mlp", tmp_path, steps=50, sets=TINY_MLP, data_options={"n": 512},
+            train_overrides={"checkpoint_every": 1})
     err = info.value
-    assert "data" in err.term and f"step {err.step}" in str(err)
-    assert err.step >= 1
+    assert err.step == 5 and err.term == "data (input 'x')"
+    assert str(err).startswith("step 5: data (input 'x') is not finite")
     last = ckpt.latest_checkpoint(tmp_path)
-    assert last is not None and f"{err.step:08d}" in last.name  # the last good step's checkpoint is kept
+    assert last is not None and f"{err.step - 1:08d}" in last.name  # the last good step's checkpoint is kept
     _, state = ckpt.load_checkpoint(last)
-    assert state["step"] == err.step
+    assert state["step"] == err.step - 1
 
 
 # ---- several processes ------------------------------------------------------------------------------------
