@@ -20,29 +20,21 @@ Everything is collected into :class:`~assemble.errors.Collector` so all problems
 from __future__ import annotations
 
 import ast
-import collections.abc as cabc
 import difflib
-import inspect
 import re
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Union
-
-from torch import nn
+from typing import Any
 
 import blocks
 from blocks.registry import Entry, UnknownKeyError
 
 from .errors import Collector
 from .expr import ExprError, evaluate, is_expr, names_in, parse
+from .validate import check_args
 
 STEP_OPTIONS = ("from", "into", "when", "if", "emit")
 CONSTRUCTS = ("for", "residual", "stop")
-INFERRED = ("in_channels", "in_features", "seg_channels")
-_SIZE_NAME = re.compile(r"(^|_)(channels|features|classes|kernel_size|layers|heads|chunks|groups)$|^n_")
-_DIM_NAME = re.compile(r"(^|_)dim$")  # widths where 0 means "none" (c_dim=0, as in NVlabs' code)
 
 
 # ---- nodes ---------------------------------------------------------------------------------------
@@ -147,98 +139,6 @@ def resolve(value: Any, env: Mapping[str, Any]) -> Any:
     if isinstance(value, dict):
         return {k: resolve(v, env) for k, v in value.items()}
     return value
-
-
-# ---- argument checking -------------------------------------------------------------------------------
-
-
-def _hints(entry: Entry) -> dict[str, Any]:
-    try:
-        return typing.get_type_hints(entry.obj.__init__)
-    except Exception:  # unresolvable annotations: skip type checks rather than fail the recipe
-        return {}
-
-
-def conforms(value: Any, ann: Any) -> bool:
-    """Whether a recipe value fits a constructor annotation (unknown annotations accept anything)."""
-    if ann is Any or ann is inspect.Parameter.empty:
-        return True
-    origin = typing.get_origin(ann)
-    if origin in (Union, types.UnionType):
-        return any(conforms(value, a) for a in typing.get_args(ann))
-    if ann is type(None):
-        return value is None
-    if ann is bool:
-        return isinstance(value, bool)
-    if ann is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if ann is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if ann is str:
-        return isinstance(value, str)
-    if origin is typing.Literal:
-        return value in typing.get_args(ann)
-    if origin in (tuple, list, cabc.Sequence) or ann in (tuple, list):
-        if not isinstance(value, list | tuple):
-            return False
-        args = typing.get_args(ann)
-        if not args:
-            return True
-        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
-            return len(args) == len(value) and all(conforms(v, a) for v, a in zip(value, args))
-        return all(conforms(v, args[0]) for v in value)
-    if origin in (dict, cabc.Mapping) or ann is dict:
-        return isinstance(value, dict)
-    return not (isinstance(ann, type) and issubclass(ann, nn.Module))  # recipes cannot pass modules
-
-
-def coerce(value: Any, ann: Any) -> Any:
-    """YAML lists become tuples where the constructor asks for a tuple."""
-    if isinstance(value, list):
-        origin = typing.get_origin(ann)
-        options = typing.get_args(ann) if origin in (Union, types.UnionType) else (ann,)
-        if any(typing.get_origin(a) is tuple or a is tuple for a in options):
-            return tuple(value)
-    return value
-
-
-def _type_name(ann: Any) -> str:
-    return getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
-
-
-def check_args(entry: Entry, args: dict[str, Any], path: str, issues: Collector, ctx: str,
-               reported: set[str] = frozenset()) -> dict[str, Any]:  # type: ignore[assignment]
-    """Bind ``args`` to the block's constructor: unknown, missing, ill-typed and non-positive values
-    (``reported``: arguments whose values already failed to evaluate)."""
-    suffix = f" ({ctx})" if ctx else ""
-    params = entry.signature().parameters
-    hints = _hints(entry)
-    inferable = set(INFERRED) | {f"{c}_dim" for c in entry.consumes}
-    out: dict[str, Any] = {}
-    for name, value in args.items():
-        if name not in params:
-            close = difflib.get_close_matches(name, list(params), n=1, cutoff=0.5)
-            hint = f" Did you mean {close[0]}?" if close else ""
-            issues.add(f"{path}.{name}", f"unknown argument for '{entry.key}'.{hint} It takes: "
-                       f"{', '.join(params)}{suffix}")
-            continue
-        ann = hints.get(name, params[name].annotation)
-        if not conforms(value, ann):
-            issues.add(f"{path}.{name}", f"expects {_type_name(ann)}, found {type(value).__name__} "
-                       f"{value!r}{suffix}")
-            continue
-        if isinstance(value, int) and not isinstance(value, bool):
-            if _SIZE_NAME.search(name) and value <= 0:
-                issues.add(f"{path}.{name}", f"must be a positive size, found {value}{suffix}")
-                continue
-            if _DIM_NAME.search(name) and value < 0:
-                issues.add(f"{path}.{name}", f"must be a non-negative width, found {value}{suffix}")
-                continue
-        out[name] = coerce(value, ann)
-    for name, p in params.items():
-        if p.default is p.empty and name not in args and name not in inferable and name not in reported:
-            issues.add(f"{path}.{name}", f"missing required argument of '{entry.key}'{suffix}")
-    return out
 
 
 # ---- expansion -------------------------------------------------------------------------------------

@@ -40,7 +40,8 @@ from blocks.registry import UnknownKeyError
 
 from ..errors import Collector
 from ..expr import ExprError
-from ..program import Variables, check_args, resolve
+from ..program import Variables, resolve
+from ..validate import check_args
 
 NAMESPACES = ("G", "D_fake", "D_real")
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
