@@ -108,10 +108,10 @@ def check_shape(
             continue
         if tok.lstrip("-").isdigit():
             if size != int(tok):
-                raise ShapeError(who, name, _render(tokens, seen), shape, f"a dim is {size}, expected {tok}")
+                raise ShapeError(who, name, _render(tokens, fixed), shape, f"a dim is {size}, expected {tok}")
             continue
         if tok in seen and seen[tok] != size:
             why = f"{tok} is {size}, expected {seen[tok]}"
-            raise ShapeError(who, name, _render(tokens, seen), shape, why)
+            raise ShapeError(who, name, _render(tokens, fixed), shape, why)
         seen[tok] = size
     return seen
