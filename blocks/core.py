@@ -76,6 +76,22 @@ class Block(nn.Module):
         """``check_shape`` naming this block in the error."""
         return check_shape(x, spec, block=self, name=name, **bound)
 
+    def check_indices(self, y: Any, n_classes: int, name: str = "y", B: int | None = None) -> int:
+        """Check that ``y`` is a (B,) int64/int32 tensor of class indices in [0, n_classes); return B.
+
+        Values are read only on real devices outside ``torch.compile`` (a meta tensor has none; on CUDA the
+        read waits for the device).
+        """
+        dims = self.check(y, "B", name, B=B)
+        if y.dtype not in (torch.int64, torch.int32):
+            raise self.fail(f"{name} should hold class indices (an int64 or int32 tensor of shape (B,)), "
+                            f"got dtype {y.dtype}", TypeError)
+        if not y.is_meta and y.numel() and not torch.compiler.is_compiling():
+            lo, hi = int(y.min()), int(y.max())
+            if lo < 0 or hi >= n_classes:
+                raise self.fail(f"{name} should hold class indices in [0, {n_classes}), got values in [{lo}, {hi}]")
+        return dims.get("B", y.shape[0])
+
     def fail(self, message: str, exc: type[Exception] = ValueError) -> Exception:
         """An exception whose message starts with this block's name."""
         return exc(f"{type(self).__name__}: {message}")

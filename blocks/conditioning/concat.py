@@ -8,7 +8,6 @@ from torch import Tensor
 
 from ..core import Block, Example, Shape, Sizes
 from ..registry import CONDITIONING
-from .embedding import check_class_index
 
 __all__ = ["ConcatTiled", "ConcatVector", "concat_tiled", "concat_vector"]
 
@@ -65,7 +64,7 @@ class _ConcatBase(Block):
 
     def _check_c(self, c: Tensor, batch: int | None) -> None:
         if self.n_classes:
-            b = check_class_index(self, c, self.n_classes, "c")
+            b = self.check_indices(c, self.n_classes, "c")
             if batch is not None and b != batch:
                 raise self.fail(f"c has batch {b}, expected {batch} (the batch of x)")
         else:

@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core import Block, Example, Shape, Sizes
 from ..registry import CONDITIONING
 
-__all__ = ["ClassEmbedding", "check_class_index"]
-
-
-def check_class_index(block: Block, y: Tensor, n_classes: int, name: str = "y") -> int:
-    """Check that ``y`` is a (B,) integer tensor of class indices in [0, n_classes); return B.
-
-    Values are checked only on real devices outside ``torch.compile`` (a meta tensor has none).
-    """
-    dims = block.check(y, "B", name)
-    if y.dtype not in (torch.int64, torch.int32):
-        raise block.fail(f"{name} should hold class indices (an int64 or int32 tensor of shape (B,)), "
-                         f"got dtype {y.dtype}", TypeError)
-    if y.device.type != "meta" and not torch.compiler.is_compiling() and y.numel():
-        lo, hi = int(y.min()), int(y.max())
-        if lo < 0 or hi >= n_classes:
-            raise block.fail(f"{name} should hold class indices in [0, {n_classes}), got values in "
-                             f"[{lo}, {hi}]")
-    return dims.get("B", y.shape[0])
+__all__ = ["ClassEmbedding"]
 
 
 @CONDITIONING.register("class_embedding", paper="Brock et al. 2019, BigGAN, sec. 3 (shared embedding)")
@@ -54,7 +36,7 @@ class ClassEmbedding(Block):
         self.embed = nn.Embedding(n_classes, embedding_dim)
 
     def forward(self, y: Tensor) -> Tensor:
-        check_class_index(self, y, self.n_classes)
+        self.check_indices(y, self.n_classes)
         return F.embedding(y, self.embed.weight)
 
     def out_shape(self, y: Shape) -> Shape:

@@ -11,7 +11,6 @@ from torch import Tensor, nn
 from ..core import Block, Example, Shape, Sizes
 from ..norms.spectral import spectral_norm
 from ..registry import CONDITIONING
-from .embedding import check_class_index
 
 __all__ = ["ACHead", "ProjectionHead", "QHead", "projection_logits", "split_q_output"]
 
@@ -73,7 +72,7 @@ class ProjectionHead(Block):
 
     def _check(self, h: Tensor, y: Tensor) -> None:
         dims = self.check(h, "B D", "h", D=self.in_features)
-        b = check_class_index(self, y, self.n_classes)
+        b = self.check_indices(y, self.n_classes)
         if dims and b != dims["B"]:
             raise self.fail(f"y has batch {b}, expected {dims['B']} (the batch of h)")
 

@@ -11,7 +11,6 @@ N(0, 0.02), BigGAN's orthogonal, ...) to the whole network afterwards.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from ..core import Block, Example, Shape, Sizes
@@ -30,18 +29,6 @@ def _conv_out(size: int, kernel_size: int, stride: int, padding: int) -> int:
 
 def _conv_transpose_out(size: int, kernel_size: int, stride: int, padding: int, output_padding: int) -> int:
     return (size - 1) * stride - 2 * padding + kernel_size + output_padding
-
-
-def _check_class_indices(block: Block, y: Tensor, n_classes: int, name: str = "y") -> None:
-    """Raise an error naming ``block`` unless ``y`` is a (B,) integer tensor with values in [0, n_classes)."""
-    block.check(y, "B", name)
-    if y.dtype not in (torch.int64, torch.int32):
-        raise block.fail(f"{name} should hold class indices (int64 or int32), got dtype {y.dtype}", TypeError)
-    if y.is_meta or y.numel() == 0 or torch.compiler.is_compiling():
-        return
-    lo, hi = int(y.min()), int(y.max())
-    if lo < 0 or hi >= n_classes:
-        raise block.fail(f"{name} should hold class indices in [0, {n_classes}), got values in [{lo}, {hi}]")
 
 
 def _check_positive(block: Block, **values: int) -> None:
@@ -283,7 +270,7 @@ class EmbeddingLayer(Block):
             spectral_norm(self.embed, n_power_iterations=sn_iters, eps=sn_eps)
 
     def forward(self, y: Tensor) -> Tensor:
-        _check_class_indices(self, y, self.n_classes)
+        self.check_indices(y, self.n_classes)
         return self.embed(y)
 
     def out_shape(self, y: Shape) -> Shape:

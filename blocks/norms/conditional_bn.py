@@ -162,15 +162,7 @@ class ConditionalBatchNorm(Block):
     def _check(self, x: Tensor, y: Tensor) -> None:
         dims = self.check(x, "B C ...", C=self.in_channels)
         if self.n_classes is not None:
-            self.check(y, "B", "y", B=dims.get("B"))
-            if y.dtype not in (torch.int64, torch.int32):
-                raise self.fail(f"y should hold class indices (int64 or int32), got dtype {y.dtype}",
-                                TypeError)
-            if not (y.is_meta or y.numel() == 0 or torch.compiler.is_compiling()):
-                lo, hi = int(y.min()), int(y.max())
-                if lo < 0 or hi >= self.n_classes:
-                    raise self.fail(f"y should hold class indices in [0, {self.n_classes}), got values in "
-                                    f"[{lo}, {hi}]")
+            self.check_indices(y, self.n_classes, B=dims.get("B"))
         else:
             self.check(y, "B D", "y", B=dims.get("B"), D=self.y_dim)
             if not y.is_floating_point():
