@@ -203,6 +203,29 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_sample)
 
 
+# ---- bench --------------------------------------------------------------------------------------------
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from benchmarks.cli import run
+
+    return run(args)
+
+
+@command
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    from benchmarks.cli import add_arguments
+
+    p = sub.add_parser(
+        "bench", help="time hot blocks and whole recipes, reference vs fast paths, against the device's floor",
+        description="Benchmark blocks at their papers' shapes and whole recipes (batch 2), forward and "
+                    "forward+backward, every fast path against its reference; report FLOPs, bytes, achieved "
+                    "rates and the ratio to the floor measured by a probe in the same run. See "
+                    "docs/benchmarks.md.")
+    add_arguments(p)
+    p.set_defaults(func=_cmd_bench)
+
+
 # ---- entry point ------------------------------------------------------------------------------------
 
 
