@@ -71,6 +71,11 @@ def evaluate(text: str | ast.expr, names: Mapping[str, Any]) -> Any:
         return _Eval(names).visit(node)
     except RecursionError:
         raise ExprError("expression is nested too deeply") from None
+    except ExprError:
+        raise
+    except (TypeError, ValueError, ArithmeticError, LookupError, MemoryError) as err:
+        # Anything the walk above did not anticipate is still a bad expression, never a crash.
+        raise ExprError(f"{type(err).__name__}: {err}") from None
 
 
 def names_in(text: str) -> set[str]:
@@ -200,9 +205,9 @@ class _Eval:
         kwargs = {k.arg: self.visit(k.value) for k in n.keywords if k.arg is not None}
         if any(k.arg is None for k in n.keywords) or any(isinstance(a, ast.Starred) for a in n.args):
             raise ExprError("'*' and '**' arguments are not allowed")
-        if n.func.id == "range" and args and len(range(*args)) > 100_000:
-            raise ExprError("range is too long")
         try:
+            if n.func.id == "range" and len(range(*args)) > 100_000:
+                raise ExprError("range is too long")
             return FUNCTIONS[n.func.id](*args, **kwargs)
         except (TypeError, ValueError, OverflowError) as err:
             raise ExprError(f"{n.func.id}(): {err}") from None

@@ -8,6 +8,7 @@ it as YAML and build it again to get the same state_dict keys and shapes) and ``
 from __future__ import annotations
 
 import copy
+import keyword
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,10 @@ def _expand_network(name: str, section: Any, variables: Variables, macros: dict[
         issues.add(f"{name}.inputs", "declare at least one input, e.g. {z: latent(128)}")
         raw_inputs = {}
     for k, decl in raw_inputs.items():
+        if not isinstance(k, str) or not k.isidentifier() or keyword.iskeyword(k) or k == "_":
+            issues.add(f"{name}.inputs.{k}", "input names are identifiers (they become the network's call "
+                                             "arguments), not Python keywords and not '_'")
+            continue
         try:
             inputs[k] = parse_input(k, decl, variables, stages)
         except ValueError as err:

@@ -236,8 +236,9 @@ class _Inference:
             try:
                 with torch.device("meta"):
                     module = node.entry.obj(**args)
-            except (TypeError, ValueError, RuntimeError, AssertionError) as err:
-                raise StepFailure(node, f"'{node.key}' cannot be built with {args}: {err}") from None
+            except Exception as err:  # a recipe value the block rejects, in whatever way, is a recipe error
+                raise StepFailure(node, f"'{node.key}' cannot be built with {args}: "
+                                        f"{_describe_error(err)}") from None
             module.eval()
             self.modules[id(node)] = module
             self.plan.args[self.paths[id(node)]] = args
@@ -257,8 +258,8 @@ class _Inference:
             else:
                 out = module(*xs, **kwargs)
                 flops = 0
-        except (ShapeError, TypeError, ValueError, RuntimeError, IndexError) as err:
-            raise StepFailure(node, f"{err}{self._producers(xs, regs, node)}") from None
+        except Exception as err:  # shapes that reach the block in the wrong form: name it and its producers
+            raise StepFailure(node, f"{_describe_error(err)}{self._producers(xs, regs, node)}") from None
         if self.report:
             params = sum(p.numel() for p in module.parameters())
             self.plan.rows.append(StepReport(node.path, node.context, node.key, _shape_str(out), params, flops,
@@ -274,6 +275,11 @@ class _Inference:
                 label = "the current tensor" if name == CURRENT else f"register '{name}'"
                 parts.append(f"{label} has shape {tuple(x.shape)} and comes from {origin}")
         return f" [{'; '.join(parts)}]" if parts else ""
+
+
+def _describe_error(err: Exception) -> str:
+    plain = (ShapeError, TypeError, ValueError, RuntimeError)
+    return str(err) if isinstance(err, plain) else f"{type(err).__name__}: {err}"
 
 
 class _Tracking(dict):

@@ -42,6 +42,10 @@ class _Equalized(Block):
     def _setup(self, weight_shape: tuple[int, ...], fan_in: int, bias: bool, bias_init: float, lr_mul: float,
                gain: float, activation: str, act_gain: float | None, impl: str) -> None:
         _, self.alpha, self.act_gain = resolve_act(activation, None, act_gain, type(self).__name__)
+        if fan_in < 1 or min(weight_shape) < 1:
+            raise self.fail(f"sizes must be positive, got weight shape {tuple(weight_shape)}")
+        if lr_mul <= 0:
+            raise self.fail(f"lr_mul must be positive, got {lr_mul}")
         self.activation, self.lr_mul, self.gain = activation, lr_mul, gain
         self.weight = nn.Parameter(torch.randn(weight_shape) / lr_mul)
         # Stored divided by lr_mul so the effective initial bias is bias_init (as StyleGAN3's FC layer).
