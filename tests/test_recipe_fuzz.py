@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -81,7 +82,8 @@ def mutated(draw: st.DrawFn) -> dict[str, Any]:
     return recipe
 
 
-@settings(max_examples=int(__import__("os").environ.get("FUZZ_EXAMPLES", 60)), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", 60)), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(recipe=mutated())
 def test_mutated_recipes_build_or_raise_recipe_error(recipe):
     try:
