@@ -69,7 +69,8 @@ def test_check_shape_binds_letters_and_names_the_block():
     assert dims == {"B": 2, "C": 3, "H": 4, "W": 5}
     with pytest.raises(ShapeError) as info:
         check_shape(torch.zeros(2, 4, 4, 5), "B C H W", block="MyBlock", C=3)
-    assert str(info.value) == "MyBlock: x should have shape (B, C=3, H, W) but has shape (2, 4, 4, 5): C is 4, expected 3"
+    assert str(info.value) == ("MyBlock: x should have shape (B, C=3, H, W) but has shape (2, 4, 4, 5): "
+                               "C is 4, expected 3")
     with pytest.raises(ShapeError, match=re.escape("MyBlock: w should have shape (B=2, D) but has shape (3, 8): "
                                                    "B is 3, expected 2")):
         check_shape(torch.zeros(3, 8), "B D", block="MyBlock", name="w", B=2)

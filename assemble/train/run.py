@@ -132,6 +132,7 @@ def _train(opts: RunOptions, world: World) -> dict[str, Any]:
                    file=sys.stderr)
     fixed = sample_grid(trainer, cfg.sample_grid)
     logs: dict[str, float] = {}
+    last_eval: tuple[int, dict[str, Any]] = (-1, {})
     try:
         while trainer.step < cfg.steps:
             logs = trainer.train_step()
@@ -148,7 +149,8 @@ def _train(opts: RunOptions, world: World) -> dict[str, Any]:
             if cfg.sample_every and step % cfg.sample_every == 0 and world.is_main:
                 fixed.save(trainer, step)
             if cfg.eval_every and step % cfg.eval_every == 0 and world.is_main:
-                trainer.log({"step": step, **{f"metric/{k}": v for k, v in evaluate(trainer).items()
+                last_eval = (step, evaluate(trainer))
+                trainer.log({"step": step, **{f"metric/{k}": v for k, v in last_eval[1].items()
                                               if isinstance(v, int | float)}})
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
                 trainer.save()
@@ -166,9 +168,10 @@ def _train(opts: RunOptions, world: World) -> dict[str, Any]:
     trainer.save()
     if world.is_main:
         fixed.save(trainer, trainer.step)
-        metrics = evaluate(trainer)
+        fresh = last_eval[0] != trainer.step
+        metrics = evaluate(trainer) if fresh else last_eval[1]
         summary["metrics"] = metrics
-        if metrics:
+        if metrics and fresh:
             trainer.log({"step": trainer.step, **{f"metric/{k}": v for k, v in metrics.items()
                                                   if isinstance(v, int | float)}})
         from ..plots import save_loss_curves
