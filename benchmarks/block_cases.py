@@ -46,11 +46,17 @@ def _modulated(C: int, H: int, demodulate: bool = True, up: int = 1, down: int =
     return build
 
 
-def _fir(key: str, B: int = 8, C: int = 128, H: int = 64):
+def _fir(key: str, channels_last: bool = False, B: int = 8, C: int = 128, H: int = 64):
+    """An FIR op on NCHW input, or on channels_last input: the layout it receives inside the networks,
+    where the fast conv paths (modulated conv, conv2d_resample) run and return channels_last."""
     def build(ctx: Context) -> Built:
         b = ctx.batch(B)
-        return block_build(ctx, lambda: blocks.RESAMPLE.create(key), (ctx.randn(b, C, H, H),),
-                           config={"x": [b, C, H, H], "filter": [1, 3, 3, 1]})
+        x = ctx.randn(b, C, H, H)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return block_build(ctx, lambda: blocks.RESAMPLE.create(key), (x,),
+                           config={"x": [b, C, H, H], "filter": [1, 3, 3, 1],
+                                   "layout": "channels_last" if channels_last else "NCHW"})
     return build
 
 
@@ -167,8 +173,11 @@ BLOCK_CASES: list[Case] = [
     _case("modulated_conv", "down 512ch 32->16", f"{SG2} shape, modulated conv with down=2",
           _modulated(512, 32, down=2)),
     _case("blur_up", "128ch 64->128", f"{SG2}, FIR upsampling x2", _fir("blur_up")),
+    _case("blur_up", "128ch 64->128 channels_last", f"{SG2}, FIR upsampling x2", _fir("blur_up", True)),
     _case("blur", "128ch 64x64", f"{SG2}, [1,3,3,1] blur", _fir("blur")),
+    _case("blur", "128ch 64x64 channels_last", f"{SG2}, [1,3,3,1] blur", _fir("blur", True)),
     _case("blur_down", "128ch 64->32", f"{SG2}, FIR downsampling x2", _fir("blur_down")),
+    _case("blur_down", "128ch 64->32 channels_last", f"{SG2}, FIR downsampling x2", _fir("blur_down", True)),
     _case("up_conv", "256ch 32->64", f"{SG2}, fused upsample x2 + 3x3 conv", _up_conv),
     _case("bias_act", "lrelu 256ch 32x32", f"{SG2}, fused bias + lrelu", _bias_act),
     _case("self_attention", "192ch 64x64", f"{BIGGAN}, G attention at 64x64", _attention(192, 64)),

@@ -29,6 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seconds per timed block of calls, per round (default: 0.1)")
     p.add_argument("--warmup", type=int, default=2, help="warm-up calls per variant (default: 2)")
     p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                   help="before each timing round, wait up to SECONDS for other processes to leave the CPUs idle "
+                        "(shared machines; default: 0, no wait)")
     p.add_argument("--batch-mult", type=int, default=1, help="multiply the block cases' batch sizes")
     p.add_argument("--compile", action="store_true", help="add torch.compile rows (optional; slow to build)")
     p.add_argument("--quick", action="store_true",
@@ -71,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         settings = Settings(1, 0.001, 1, modes)
         probe = run_probe(device, ctx.dtype, min_run_time=0.001, small=True)
     else:
-        settings, probe = Settings(args.rounds, args.min_run_time, args.warmup, modes), None
+        settings, probe = Settings(args.rounds, args.min_run_time, args.warmup, modes, args.wait_quiet), None
     doc = run_suite(cases, ctx, settings, probe)
     print(table(doc))
     for t in doc["targets"]:

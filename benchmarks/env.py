@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["allocator", "commit", "describe_device", "environment", "loadavg"]
+__all__ = ["CpuMeter", "allocator", "commit", "describe_device", "environment", "loadavg", "wait_for_quiet"]
 
 _ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,6 +57,59 @@ def loadavg() -> list[float] | None:
         return [round(v, 2) for v in os.getloadavg()]
     except OSError:
         return None
+
+
+def _cpu_ticks() -> tuple[int, int] | None:
+    """(busy, total) clock ticks of all CPUs since boot, from /proc/stat."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])  # guest time is already in user
+    return total - idle, total
+
+
+def _own_ticks() -> int:
+    """User + system clock ticks of this process (all its threads)."""
+    t = os.times()
+    return round((t.user + t.system) * os.sysconf("SC_CLK_TCK"))
+
+
+class CpuMeter:
+    """How busy the CPUs were with *other* processes between two calls of :meth:`read`.
+
+    The load average counts this benchmark's own threads too; this does not: it is (all CPUs' busy
+    time - this process's CPU time) / all CPUs' time, between 0 (nothing else ran) and 1.
+    """
+
+    def __init__(self) -> None:
+        self._last = self._now()
+
+    @staticmethod
+    def _now() -> tuple[int, int, int] | None:
+        ticks = _cpu_ticks()
+        return None if ticks is None else (*ticks, _own_ticks())
+
+    def read(self) -> float | None:
+        now, last = self._now(), self._last
+        self._last = now
+        if now is None or last is None or now[1] <= last[1]:
+            return None
+        busy, total, own = (a - b for a, b in zip(now, last))
+        return round(min(1.0, max(0.0, (busy - own) / total)), 3)
+
+
+def wait_for_quiet(max_wait: float, threshold: float = 0.1, window: float = 1.0) -> tuple[float, float | None]:
+    """Sleep until other processes used less than ``threshold`` of the CPUs over ``window`` seconds, or
+    ``max_wait`` seconds have passed. Returns (seconds waited, the last window's foreign CPU share)."""
+    start, meter = time.monotonic(), CpuMeter()
+    while True:
+        time.sleep(window)
+        share = meter.read()
+        waited = time.monotonic() - start
+        if share is None or share < threshold or waited >= max_wait:
+            return waited, share
 
 
 def _cpu_name() -> str:

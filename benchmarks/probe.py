@@ -31,6 +31,7 @@ class Probe:
     bf16_matmul_flops_per_s: float | None = None
     bf16_conv_flops_per_s: float | None = None
     sizes: dict[str, str] = field(default_factory=dict)
+    foreign_cpu: float | None = None  # share of the CPUs other processes used while it ran
 
     @property
     def bandwidth(self) -> float:
@@ -46,6 +47,15 @@ class Probe:
     def bf16_compute(self) -> float | None:
         rates = [r for r in (self.bf16_matmul_flops_per_s, self.bf16_conv_flops_per_s) if r]
         return max(rates) if rates else None
+
+    def best(self, other: Probe) -> Probe:
+        """Each rate the higher of the two measurements (load from other processes only lowers them)."""
+        def hi(a: float | None, b: float | None) -> float | None:
+            return max(a, b) if a is not None and b is not None else a or b
+
+        return Probe(*(hi(getattr(self, k), getattr(other, k)) for k in (
+            "copy_bytes_per_s", "fresh_copy_bytes_per_s", "matmul_flops_per_s", "conv_flops_per_s",
+            "bf16_matmul_flops_per_s", "bf16_conv_flops_per_s")), sizes=self.sizes)
 
     def as_dict(self) -> dict:
         d = asdict(self)

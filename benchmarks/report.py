@@ -75,6 +75,11 @@ def _header(doc: dict[str, Any]) -> list[str]:
         f"per variant, {doc['settings']['warmup']} warm-up calls; fwd under no_grad, fwd+bwd = autograd.grad "
         "w.r.t. inputs and parameters",
     ]
+    shares = [f for r in doc["results"] for f in r.get("foreign_cpu") or [] if f is not None]
+    if shares:
+        mean = 100 * sum(shares) / len(shares)
+        lines.append(f"- other processes' share of the CPUs during the timing rounds: mean {mean:.0f}%, max "
+                     f"{100 * max(shares):.0f}% over {len(shares)} rounds (100% = every core busy with other work)")
     if p.get("bf16_compute_flops_per_s"):
         lines.append(f"- bf16 compute: {p['bf16_compute_flops_per_s'] / 1e12:.1f} TFLOP/s")
     return lines

@@ -22,7 +22,7 @@ import torch
 
 from .block_cases import BLOCK_CASES
 from .cases import Built, Case, Context, Variant
-from .env import environment, loadavg
+from .env import CpuMeter, environment, loadavg, wait_for_quiet
 from .probe import Probe, run_probe
 from .timing import peak_memory, time_interleaved
 from .work import Work, compulsory_bytes, count_flops, floor, tensors_in
@@ -30,6 +30,8 @@ from .work import Work, compulsory_bytes, count_flops, floor, tensors_in
 __all__ = ["MODES", "SCHEMA", "Settings", "all_cases", "run_case", "run_suite", "select"]
 
 SCHEMA = "ganforge.bench/1"
+# With --wait-quiet: a round counts as disturbed when other processes used more than this share of the CPUs.
+QUIET_SHARE = 0.1
 MODES = ("fwd", "fwd+bwd")
 
 
@@ -41,6 +43,9 @@ class Settings:
     min_run_time: float = 0.1
     warmup: int = 2
     modes: tuple[str, ...] = MODES
+    # Before each round wait up to this many seconds for other processes to idle, and run a round again
+    # (up to 2 x rounds times per pass) when they were busy during it.
+    quiet_wait: float = 0.0
 
 
 def all_cases() -> list[Case]:
@@ -80,14 +85,17 @@ def _thunk(v: Variant, mode: str, grads: list[torch.Tensor]) -> Callable[[], Any
     return forward_backward
 
 
-def _rate_fields(seconds: float, work: Work, probe: Probe, device: torch.device) -> dict[str, Any]:
-    flops_per_s, bytes_per_s = work.flops / seconds, work.bytes / seconds
-    out = {"flops_per_s": flops_per_s, "bytes_per_s": bytes_per_s}
+def apply_probe(row: dict[str, Any], probe: Probe, device: torch.device) -> dict[str, Any]:
+    """Fill a timed row's floor, bound, ratio to the floor and achieved rates from ``probe``."""
+    seconds = row["median_s"]
+    floor_s, bound = floor(Work(row["flops"], row["bytes"]), probe.bandwidth, probe.compute)
+    row.update(floor_s=floor_s, bound=bound, ratio_to_floor=seconds / floor_s if floor_s > 0 else None,
+               flops_per_s=row["flops"] / seconds, bytes_per_s=row["bytes"] / seconds)
     if device.type == "cuda":
-        out["pct_copy_rate"] = 100 * bytes_per_s / probe.bandwidth
+        row["pct_copy_rate"] = 100 * row["bytes_per_s"] / probe.bandwidth
         if probe.bf16_compute:
-            out["pct_bf16_rate"] = 100 * flops_per_s / probe.bf16_compute
-    return out
+            row["pct_bf16_rate"] = 100 * row["flops_per_s"] / probe.bf16_compute
+    return row
 
 
 def _error(err: BaseException) -> str:
@@ -124,10 +132,28 @@ def _run_pass(case: Case, built: Built, mode: str, grads: list[torch.Tensor], wo
         return [{**base, "variant": default.name, "role": default.role, "default": True,
                  "error": failed[default.name]}]
     work = Work(flops, work_bytes)
-    floor_s, bound = floor(work, probe.bandwidth, probe.compute)
+    floor_s, _ = floor(work, probe.bandwidth, probe.compute)
     loads: list[float | None] = []
+    foreign: list[float | None] = []
+    waited = [0.0]
+    meter = CpuMeter()
+
+    def before_round() -> None:
+        if settings.quiet_wait > 0:
+            waited[0] += wait_for_quiet(settings.quiet_wait, QUIET_SHARE)[0]
+        loads.append((loadavg() or [None])[0])
+        meter.read()
+
+    def after_round() -> bool:
+        share = meter.read()
+        foreign.append(share)
+        disturbed = settings.quiet_wait > 0 and share is not None and share > QUIET_SHARE
+        discarded[0] += disturbed
+        return disturbed
+
+    discarded = [0]
     stats = time_interleaved(thunks, ctx.device, settings.rounds, settings.min_run_time, settings.warmup, first,
-                             on_round=lambda: loads.append((loadavg() or [None])[0]))
+                             before_round, after_round, retries=2 * settings.rounds if settings.quiet_wait else 0)
     ref_s = stats[ref.name].median if ref is not None and ref.name in stats else None
     rows = []
     for v in built.variants:
@@ -136,15 +162,16 @@ def _run_pass(case: Case, built: Built, mode: str, grads: list[torch.Tensor], wo
             rows.append({**row, "error": failed[v.name]})
             continue
         s = stats[v.name]
-        row.update(median_s=s.median, iqr_s=s.iqr, n=s.n, flops=work.flops, bytes=work.bytes, floor_s=floor_s,
-                   bound=bound, ratio_to_floor=s.median / floor_s if floor_s > 0 else None,
-                   speedup_vs_ref=ref_s / s.median if ref_s else None, loadavg_1m=loads,
-                   peak_memory_bytes=peak_memory(thunks[v.name], ctx.device),
-                   **_rate_fields(s.median, work, probe, ctx.device))
-        rows.append(row)
+        row.update(median_s=s.median, iqr_s=s.iqr, n=s.n, flops=work.flops, bytes=work.bytes,
+                   speedup_vs_ref=ref_s / s.median if ref_s else None, loadavg_1m=loads, foreign_cpu=foreign,
+                   quiet_wait_s=round(waited[0], 1), rounds_discarded=discarded[0],
+                   peak_memory_bytes=peak_memory(thunks[v.name], ctx.device))
+        rows.append(apply_probe(row, probe, ctx.device))
     d = stats[default.name]
+    busy = max((f for f in foreign if f is not None), default=0.0)
     log(f"  {case.name:<44} {mode:<8} {default.name:<16} {1e3 * d.median:10.3f} ms  "
-        f"x{d.median / floor_s:6.2f} floor" + (f"  {ref_s / d.median:5.2f}x vs {ref.name}" if ref_s else ""))
+        f"x{d.median / floor_s:6.2f} floor" + (f"  {ref_s / d.median:5.2f}x vs {ref.name}" if ref_s else "")
+        + (f"  (other processes: up to {100 * busy:.0f}% CPU; {discarded[0]} rounds redone)" if busy > 0.05 else ""))
     return rows
 
 
@@ -178,6 +205,18 @@ def run_case(case: Case, ctx: Context, probe: Probe, settings: Settings,
     return rows
 
 
+def _probe(ctx: Context, settings: Settings, env: dict[str, Any], log: Callable[[str], None]) -> Probe:
+    if settings.quiet_wait > 0:
+        wait_for_quiet(settings.quiet_wait, QUIET_SHARE)
+    log(f"probe on {ctx.device.type} ({torch.get_num_threads()} threads, {env['allocator']['name']}) ...")
+    meter = CpuMeter()
+    probe = run_probe(ctx.device, ctx.dtype)
+    probe.foreign_cpu = meter.read()
+    log(f"  copy {probe.bandwidth / 1e9:.1f} GB/s (fresh tensor {probe.fresh_copy_bytes_per_s / 1e9:.1f} GB/s), "
+        f"compute {probe.compute / 1e9:.1f} GFLOP/s")
+    return probe
+
+
 def run_suite(cases: list[Case], ctx: Context, settings: Settings | None = None, probe: Probe | None = None,
               log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Probe the device, run ``cases``, and return the JSON document (see docs/benchmarks.md)."""
@@ -186,14 +225,17 @@ def run_suite(cases: list[Case], ctx: Context, settings: Settings | None = None,
     settings = settings or Settings()
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     env = environment(ctx.device)
+    given = probe
     if probe is None:
-        log(f"probe on {ctx.device.type} ({torch.get_num_threads()} threads, {env['allocator']['name']}) ...")
-        probe = run_probe(ctx.device, ctx.dtype)
-    log(f"  copy {probe.bandwidth / 1e9:.1f} GB/s (fresh tensor {probe.fresh_copy_bytes_per_s / 1e9:.1f} GB/s), "
-        f"compute {probe.compute / 1e9:.1f} GFLOP/s")
+        probe = _probe(ctx, settings, env, log)
     rows: list[dict[str, Any]] = []
     for case in cases:
         rows += run_case(case, ctx, probe, settings, log)
+    probes = [probe]
+    if given is None:  # again at the end; the floors use the better of the two (a busy moment only lowers it)
+        probes.append(_probe(ctx, settings, env, log))
+        probe = probes[0].best(probes[1])
+        rows = [apply_probe(r, probe, ctx.device) if "median_s" in r else r for r in rows]
     doc = {
         "schema": SCHEMA,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -203,6 +245,7 @@ def run_suite(cases: list[Case], ctx: Context, settings: Settings | None = None,
         "compile": ctx.compile,
         "settings": asdict(settings),
         "probe": probe.as_dict(),
+        "probes": [p.as_dict() for p in probes],
         "loadavg_end": loadavg(),
         "results": rows,
     }

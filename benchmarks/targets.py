@@ -52,16 +52,18 @@ class Target:
 
 
 _MOD = "modulated_conv/"
-_BANDWIDTH_BOUND = ("blur_up/128ch 64->128", "blur/128ch 64x64", "blur_down/128ch 64->32",
+_LAYOUTS = ("", " channels_last")  # the FIR cases run on NCHW and on channels_last input
+_BANDWIDTH_BOUND = ("blur_up/128ch 64->128 channels_last", "blur/128ch 64x64 channels_last",
+                    "blur_down/128ch 64->32 channels_last",
                     "bias_act/lrelu 256ch 32x32", "pixel_norm/512ch 32x32", "adain/512ch 32x32",
                     "conditional_batch_norm/384ch 32x32", "minibatch_stddev/512ch 4x4")
 
 TARGETS: list[Target] = [
     *(Target(_MOD + c, "ratio", 1.2) for c in ("demod 512ch 16x16", "demod 512ch 32x32", "no demod 512ch 32x32",
                                                "up 512ch 16->32", "down 512ch 32->16")),
-    Target("blur_up/128ch 64->128", "ratio", 2.5),
-    Target("blur/128ch 64x64", "ratio", 3.0),
-    Target("blur_down/128ch 64->32", "ratio", 8.0),
+    *(Target(f"blur_up/128ch 64->128{cl}", "ratio", 2.5) for cl in _LAYOUTS),
+    *(Target(f"blur/128ch 64x64{cl}", "ratio", 3.0) for cl in _LAYOUTS),
+    *(Target(f"blur_down/128ch 64->32{cl}", "ratio", 8.0) for cl in _LAYOUTS),
     Target("up_conv/256ch 32->64", "ratio", 2.0),
     Target("bias_act/lrelu 256ch 32x32", "ratio", 2.5),
     Target("adain/512ch 32x32", "ratio", 7.0),

@@ -61,14 +61,17 @@ def time_fn(fn: Callable[[], object], device: torch.device, min_run_time: float 
 
 def time_interleaved(fns: dict[str, Callable[[], object]], device: torch.device, rounds: int = 3,
                      min_run_time: float = 0.1, warmup: int = 2, first_call: dict[str, float] | None = None,
-                     on_round: Callable[[], None] | None = None) -> dict[str, Stats]:
+                     on_round: Callable[[], None] | None = None,
+                     after_round: Callable[[], bool] | None = None, retries: int = 0) -> dict[str, Stats]:
     """Time every function in ``rounds`` interleaved rounds; merge each one's samples.
 
     ``first_call`` gives the seconds of a call the caller already made (it counts as the first warm-up
     call). Functions slower than a second skip further warm-up, and a function whose warm-up call takes
     longer than ``min_run_time`` is timed one call per round (``Timer.timeit(1)``) instead of with
     ``blocked_autorange`` (which would spend extra calls sizing blocks). ``on_round`` runs before each
-    round (e.g. to record the machine load).
+    round (to wait for a quiet machine, record the load); ``after_round`` after it, and a round for which
+    it returns True (disturbed by other processes) is discarded and run again, at most ``retries`` times
+    in all.
     """
     names = list(fns)
     first_call = first_call or {}
@@ -80,14 +83,21 @@ def time_interleaved(fns: dict[str, Callable[[], object]], device: torch.device,
         else:
             last[name] = _warm_up(fns[name], device, warmup - (done is not None))
     samples: dict[str, list[Measurement]] = {name: [] for name in names}
-    for r in range(rounds):
+    r = 0
+    while r < rounds:
         if on_round is not None:
             on_round()
+        taken = {}
         for name in names[r % len(names):] + names[: r % len(names)]:
             timer = _timer(fns[name], name)
             slow = last[name] > min_run_time
-            m = timer.timeit(1) if slow else timer.blocked_autorange(min_run_time=min_run_time)
+            taken[name] = timer.timeit(1) if slow else timer.blocked_autorange(min_run_time=min_run_time)
+        if after_round is not None and after_round() and retries > 0:
+            retries -= 1
+            continue
+        for name, m in taken.items():
             samples[name].append(m)
+        r += 1
     out = {}
     for name, ms in samples.items():
         merged = Measurement.merge(ms)

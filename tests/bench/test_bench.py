@@ -181,7 +181,8 @@ def test_select_filters_by_key_name_kind_and_device():
     assert cuda_only and not set(cuda_only) & set(select(cases, CPU))
     picked = select(cases, CPU, blocks=["modulated_conv"])
     assert picked and {c.key for c in picked} == {"modulated_conv"}
-    assert [c.name for c in select(cases, CPU, blocks=["blur/*"])] == ["blur/128ch 64x64"]
+    assert [c.name for c in select(cases, CPU, blocks=["blur/*"])] == ["blur/128ch 64x64",
+                                                                      "blur/128ch 64x64 channels_last"]
     assert all(c.kind == "recipe" for c in select(cases, CPU, recipes=["*"]))
 
 
@@ -303,6 +304,7 @@ def test_cli_quick_run_writes_json_and_markdown(tmp_path, capsys):
     doc = json.loads(out.read_text())
     assert doc["schema"] == SCHEMA and doc["dtype"] == "float32"
     assert {r["variant"] for r in doc["results"]} == {"ref", "fast"}
+    assert {r["config"]["layout"] for r in doc["results"]} == {"NCHW", "channels_last"}
     assert {r["mode"] for r in doc["results"]} == {"fwd"}
     assert "blur/128ch 64x64" in capsys.readouterr().out and "## Targets" in md.read_text()
 
