@@ -7,12 +7,15 @@
 #    (jemalloc, else tcmalloc; Debian: apt-get install libjemalloc2 libtcmalloc-minimal4): cpu.json, cpu.md.
 # 2. The bandwidth-bound blocks again with glibc's malloc: cpu_glibc.json; then allocator.md compares them.
 #
-# The machine should be quiet: the load average is printed first and recorded in the JSON. Set THREADS
-# (default 2) and PYTHON (default: python) to override; extra arguments go to every bench run.
+# On a shared machine every timing round first waits (up to WAIT_QUIET seconds, default 300) for other
+# processes to leave the CPUs idle, and a round they disturbed is run again; the load average and the
+# other processes' CPU share are recorded in the JSON. Set THREADS (default 2), WAIT_QUIET and PYTHON
+# (default: python) to override; extra arguments go to every bench run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
 THREADS=${THREADS:-2}
+WAIT_QUIET=${WAIT_QUIET:-300}
 OUT=benchmarks/results
 mkdir -p "$OUT"
 
@@ -32,7 +35,7 @@ else
 fi
 
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs"
-BENCH=("$PYTHON" -m benchmarks --device cpu --threads "$THREADS" "$@")
+BENCH=("$PYTHON" -m benchmarks --device cpu --threads "$THREADS" --wait-quiet "$WAIT_QUIET" "$@")
 BANDWIDTH_BOUND=(--block blur_up --block blur --block blur_down --block bias_act --block pixel_norm --block adain
                  --block conditional_batch_norm --block minibatch_stddev)
 
