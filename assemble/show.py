@@ -39,7 +39,7 @@ def render_table(name: str, plans: dict[str, Plan]) -> str:
             lines.append("  ".join(cells).rstrip())
             if i == 0:
                 lines.append("-" * (sum(widths) + 10))
-        outs = ", ".join(f"{k} {v}" for k, v in plan.output_shapes.items())
+        outs = ", ".join(f"{k if k != '_' else 'out'} {v}" for k, v in plan.output_shapes.items())
         shown = sum(r.params for r in plan.rows)
         part = f" ({shown:,} in the steps shown)" if shown != t["params"] else ""
         lines.append(f"total: {t['params']:,} parameters{part}, {human(t['flops'])} FLOPs per sample; "
