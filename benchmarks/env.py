@@ -23,17 +23,21 @@ _ALLOC_ENV = ("LD_PRELOAD", "MALLOC_CONF", "TCMALLOC_RELEASE_RATE", "MALLOC_MMAP
 
 
 def commit() -> dict[str, Any]:
-    """The git commit of the checkout and whether the benchmark code or blocks had uncommitted changes."""
+    """The git commit of the checkout, and the files of blocks/, benchmarks/ (results aside), assemble/ and
+    recipes/ that differed from it (uncommitted work of anyone sharing the checkout)."""
     def git(*args: str) -> str | None:
         try:
             out = subprocess.run(["git", *args], cwd=_ROOT, capture_output=True, text=True, timeout=10)
         except (OSError, subprocess.TimeoutExpired):
             return None
-        return out.stdout.strip() if out.returncode == 0 else None
+        return out.stdout if out.returncode == 0 else None
 
     sha = git("rev-parse", "HEAD")
-    dirty = git("status", "--porcelain", "--", "blocks", "benchmarks", "assemble", "recipes")
-    return {"sha": sha, "dirty": bool(dirty) if dirty is not None else None}
+    status = git("status", "--porcelain", "--", "blocks", "benchmarks", "assemble", "recipes",
+                 ":(exclude)benchmarks/results")
+    changed = [line[3:] for line in status.splitlines() if line.strip()] if status else []  # "XY path"
+    sha = sha.strip() if sha else None
+    return {"sha": sha, "dirty": bool(changed) if status is not None else None, "changed": changed[:20]}
 
 
 def allocator() -> dict[str, Any]:

@@ -62,7 +62,9 @@ def table(doc: dict[str, Any]) -> str:
 def _header(doc: dict[str, Any]) -> list[str]:
     p, dev, alloc = doc["probe"], doc["device"], doc["allocator"]
     env = ", ".join(f"{k}={v}" for k, v in alloc["env"].items()) or "no allocator variables"
-    sha = (doc["commit"]["sha"] or "?")[:10] + (" (uncommitted changes)" if doc["commit"]["dirty"] else "")
+    changed = doc["commit"].get("changed") or []
+    sha = (doc["commit"]["sha"] or "?")[:10] + (
+        f" (uncommitted changes: {', '.join(changed) or 'yes'})" if doc["commit"]["dirty"] else "")
     lines = [
         f"- commit {sha}, torch {doc['torch']}, Python {doc['python']}, {doc['created']}",
         f"- device: {dev['name']} ({dev['type']}), {doc['threads']} threads, dtype {doc['dtype']}",

@@ -277,7 +277,9 @@ def test_compare_reports_base_over_new_per_row():
 def test_environment_records_commit_threads_allocator_and_load():
     env = environment(CPU)
     assert env["threads"] == torch.get_num_threads() and env["torch"] == torch.__version__
-    assert set(env["commit"]) == {"sha", "dirty"}
+    assert set(env["commit"]) == {"sha", "dirty", "changed"}
+    assert env["commit"]["dirty"] == bool(env["commit"]["changed"])
+    assert not any(p.startswith("benchmarks/results") for p in env["commit"]["changed"])
     assert allocator()["name"] == env["allocator"]["name"]
 
 
