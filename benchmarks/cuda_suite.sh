@@ -13,7 +13,7 @@
 # rate, peak memory), cuda_float32_batch8.json (the bandwidth-bound blocks at 8x the batch, to show what
 # launch overhead costs at the papers' per-GPU batch), cuda.md (the summaries and targets), suite.log
 # and pytest.log (tests/bench on CUDA). Each step has its own time limit so one slow step cannot take
-# the others' results with it; about 8 minutes in all on an H100.
+# the others' results with it; estimated 6-8 minutes in all on an H100 (not run yet).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-cuda_results}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate the committed CPU results in benchmarks/results/ in one command (from anywhere):
 #
-#     benchmarks/run_cpu.sh            # about 40 minutes on 2 cores
+#     benchmarks/run_cpu.sh            # about 30 minutes on 2 quiet cores
 #
 # 1. The full suite (blocks and recipes, fwd and fwd+bwd, every impl) with a caching allocator preloaded
 #    (jemalloc, else tcmalloc; Debian: apt-get install libjemalloc2 libtcmalloc-minimal4): cpu.json, cpu.md.
