@@ -163,6 +163,45 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_train)
 
 
+# ---- eval -------------------------------------------------------------------------------------------
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .train.distributed import World
+    from .train.evaluate import evaluate
+    from .train.run import RunOptions, prepare
+
+    run_dir = Path(args.run)
+    if not any(run_dir.glob("ckpt-*.json")):
+        raise ValueError(f"no checkpoint in {run_dir}: expected a run directory written by `ganforge train`")
+    opts = RunOptions(recipe="", out=run_dir, resume=True, progress=False, data=args.data,
+                      data_options=_parse_kv(args.data_option))
+    trainer, info = prepare(opts, World())
+    metrics = evaluate(trainer)
+    result = {"checkpoint": info["resumed_from"], "step": trainer.step, "metrics": metrics}
+    text = json.dumps(result, indent=1, default=str)
+    if args.json:
+        Path(args.json).write_text(text)
+    print(text)
+    return 0
+
+
+@command
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval", help="the metrics of a run's latest checkpoint (mode coverage, digit classifier)",
+        description="Evaluate the newest valid checkpoint of a run directory with the metrics that fit its "
+                    "data: modes covered and high-quality fraction on toy data, the classifier's confident "
+                    "fraction and class histogram on digits, modes out of 1000 on stacked digits.")
+    p.add_argument("run", help="a run directory written by `ganforge train`")
+    p.add_argument("--data", help="evaluate against another dataset than the run's")
+    p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--json", help="also write the result here")
+    p.set_defaults(func=_cmd_eval)
+
+
 # ---- sample ---------------------------------------------------------------------------------------
 
 

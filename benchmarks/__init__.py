@@ -10,14 +10,21 @@ Run ``ganforge bench`` (or ``python -m benchmarks``); see docs/benchmarks.md. Th
   targets; :mod:`benchmarks.report`: tables and markdown.
 """
 
-from .cases import Built, Case, Context, Variant
-from .probe import Probe, run_probe
-from .suite import SCHEMA, Settings, all_cases, run_case, run_suite, select
-from .timing import Stats, time_fn, time_interleaved
-from .work import Work, compulsory_bytes, count_flops, floor
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "SCHEMA", "Built", "Case", "Context", "Probe", "Settings", "Stats", "Variant", "Work", "all_cases",
-    "compulsory_bytes", "count_flops", "floor", "run_case", "run_probe", "run_suite", "select", "time_fn",
-    "time_interleaved",
-]
+# Imported on first use, so that `ganforge --help` (which reads benchmarks.cli's options) does not pay for
+# torch.utils.benchmark -- nor print its "No CUDA runtime" warning -- on every command.
+_WHERE = {
+    "Built": "cases", "Case": "cases", "Context": "cases", "Variant": "cases", "Probe": "probe", "run_probe": "probe",
+    "SCHEMA": "suite", "Settings": "suite", "all_cases": "suite", "run_case": "suite", "run_suite": "suite",
+    "select": "suite", "Stats": "timing", "time_fn": "timing", "time_interleaved": "timing", "Work": "work",
+    "compulsory_bytes": "work", "count_flops": "work", "floor": "work",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(import_module(f".{_WHERE[name]}", __name__), name)
+    raise AttributeError(f"module 'benchmarks' has no attribute {name!r}")

@@ -178,3 +178,14 @@ def test_sample_writes_every_figure_and_psi_zero_is_one_image(tmp_path):
     images = generate(G, inputs, psi=0.0)
     assert torch.allclose(images, images[:1].expand_as(images), atol=1e-5)
     assert not torch.allclose(generate(G, inputs), images[:1].expand_as(images), atol=1e-3)
+
+
+def test_eval_reports_the_metrics_of_the_latest_checkpoint(tmp_path):
+    run("gan_mlp", tmp_path, steps=5, sets=TINY_MLP)
+    out = subprocess.run([sys.executable, "-m", "assemble.cli", "eval", str(tmp_path), "--json",
+                          str(tmp_path / "eval.json")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert result["step"] == 5 and result["checkpoint"].endswith("ckpt-00000005.json")
+    assert set(result["metrics"]) >= {"modes_covered", "high_quality_fraction"}
+    assert 0 <= result["metrics"]["modes_covered"] <= 8
