@@ -30,7 +30,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -94,13 +94,18 @@ def init_normal(module: M) -> M:
     """DCGAN: conv/linear/embedding weights ~ N(0, 0.02), their biases 0; norm weights ~ N(1, 0.02), norm
     biases 0 ("All weights were initialized from a zero-centered Normal distribution with standard
     deviation 0.02", DCGAN sec. 4; the norm rule is pytorch/examples' ``weights_init``)."""
+    return _init_with_norms(module, lambda w: w.normal_(0.0, 0.02), _NORMS)
+
+
+def _init_with_norms(module: M, layer_fn: Callable[[Tensor], Any], norms: tuple[type, ...]) -> M:
+    """``layer_fn`` on every layer weight, N(1, 0.02) on the weights of ``norms``, zero biases for both."""
     with torch.no_grad():
         for m in _modules(module):
             bias = getattr(m, "bias", None)
             if isinstance(m, _LAYERS) and _live(w := _weight(m)):
-                w.normal_(0.0, 0.02)
+                layer_fn(w)
                 _resync(m)
-            elif isinstance(m, _NORMS) and _live(w := getattr(m, "weight", None)):
+            elif isinstance(m, norms) and _live(w := getattr(m, "weight", None)):
                 w.normal_(1.0, 0.02)
             else:
                 continue
@@ -139,19 +144,7 @@ def init_spade_xavier(module: M) -> M:
     """SPADE: conv/linear/embedding weights ~ ``nn.init.xavier_normal_`` with gain 0.02, i.e.
     N(0, 0.02² · 2 / (fan_in + fan_out)), their biases 0; batch-norm weights ~ N(1, 0.02), biases 0 (the
     reference's ``BatchNorm2d`` rule; its affine-free norms have nothing to set)."""
-    with torch.no_grad():
-        for m in _modules(module):
-            bias = getattr(m, "bias", None)
-            if isinstance(m, _LAYERS) and _live(w := _weight(m)):
-                nn.init.xavier_normal_(w, gain=0.02)
-                _resync(m)
-            elif isinstance(m, _BATCH_NORMS) and _live(w := getattr(m, "weight", None)):
-                w.normal_(1.0, 0.02)
-            else:
-                continue
-            if isinstance(bias, Tensor) and _live(bias):
-                bias.zero_()
-    return module
+    return _init_with_norms(module, lambda w: nn.init.xavier_normal_(w, gain=0.02), _BATCH_NORMS)
 
 
 def apply_init(module: M, scheme: str) -> M:
