@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import sys
 import time
@@ -182,6 +181,3 @@ def _train(opts: RunOptions, world: World) -> dict[str, Any]:
         (opts.out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     return summary
 
-
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
