@@ -71,6 +71,18 @@ class Block(nn.Module):
     impls: ClassVar[tuple[str, ...]] = ()
     default_impl: ClassVar[dict[str, str]] = {}
 
+    # Per-layer styles (StyleGAN's w, shape (B, num_ws, D)). A block that takes one layer of a consumed
+    # per-layer register leaves ``style_layers`` at None and receives (B, D). A composite that takes several
+    # consecutive layers sets it (on the instance: it may follow the constructor's arguments) and receives a
+    # (B, style_layers, D) slice; ``style_advance`` is how far the network's layer counter moves on after it
+    # (None: as many as it takes). NVlabs' SynthesisBlock takes num_conv + num_torgb layers and advances
+    # num_conv, so its toRGB shares its w with the next block's first conv.
+    style_layers: int | None = None
+    style_advance: int | None = None
+
+    # Progressive blocks (ProGAN) define ``set_stage(stage)``: the network calls it with its current stage
+    # whenever the stage changes, so a block knows whether it is the top stage, the one fading out, or below.
+
     # ---- boundary checks -------------------------------------------------------------------------
     def check(self, x: Any, spec: str, name: str = "x", **bound: int | None) -> dict[str, int]:
         """``check_shape`` naming this block in the error."""

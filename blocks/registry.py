@@ -177,6 +177,7 @@ CONDITIONING = Registry("conditioning")
 LAYERS = Registry("layer")
 ACTIVATIONS = Registry("activation")
 STRUCTURE = Registry("structure")
+COMPOSITE = Registry("composite")
 LOSSES = Registry("loss", modules=False)
 REGULARIZERS = Registry("regularizer", modules=False)
 INITS = Registry("init", modules=False)
@@ -184,7 +185,7 @@ INITS = Registry("init", modules=False)
 KINDS: dict[str, Registry] = {
     r.kind: r
     for r in (
-        NORMS, ATTENTION, RESAMPLE, MAPPING, CONDITIONING, LAYERS, ACTIVATIONS, STRUCTURE,
+        NORMS, ATTENTION, RESAMPLE, MAPPING, CONDITIONING, LAYERS, ACTIVATIONS, STRUCTURE, COMPOSITE,
         LOSSES, REGULARIZERS, INITS,
     )
 }

@@ -33,7 +33,9 @@ sizes = st.builds(
 
 
 def outputs(out) -> list[torch.Tensor]:
-    """Main outputs of a forward call, flattened (side-output dicts are left out)."""
+    """Main outputs of a forward call, flattened (side-output dicts and absent outputs, None, are left out)."""
+    if out is None:
+        return []
     if isinstance(out, torch.Tensor):
         return [out]
     if isinstance(out, tuple | list):
@@ -48,8 +50,9 @@ def side_outputs(out) -> dict[str, torch.Tensor]:
 
 
 def shapes(law) -> list[tuple[int, ...]]:
-    if law and isinstance(law[0], tuple | list):
-        return [tuple(s) for s in law]
+    """A shape law's shapes: one shape, or a list of them (None for an output a block leaves absent)."""
+    if law and (law[0] is None or isinstance(law[0], tuple | list)):
+        return [tuple(s) for s in law if s is not None]
     return [tuple(law)]
 
 

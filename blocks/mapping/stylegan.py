@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..core import Block, Example, Shape, Sizes
 from ..layers.equalized import EqualizedLinear
@@ -90,10 +90,16 @@ class MappingNetwork(Block):
         layer_features = w_dim if layer_features is None else layer_features
         features = [z_dim + embed_features] + [layer_features] * (num_layers - 1) + [w_dim]
         self.embed = EqualizedLinear(c_dim, embed_features) if c_dim > 0 else None
-        self.fcs = nn.ModuleList(
-            EqualizedLinear(features[i], features[i + 1], activation=activation, lr_mul=lr_mul)
-            for i in range(num_layers))
+        # Named fc0 .. fc{N-1} with the buffer w_avg, as NVlabs' MappingNetwork (mapping.fc0.weight, ...).
+        for i in range(num_layers):
+            self.add_module(f"fc{i}", EqualizedLinear(features[i], features[i + 1], activation=activation,
+                                                       lr_mul=lr_mul))
         self.register_buffer("w_avg", torch.zeros(w_dim))
+
+    @property
+    def fcs(self) -> list[EqualizedLinear]:
+        """The fully connected layers, in order."""
+        return [getattr(self, f"fc{i}") for i in range(self.num_layers)]
 
     def _label(self, c: Tensor | None, batch: int | None) -> Tensor | None:
         if self.c_dim == 0:

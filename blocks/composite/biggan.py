@@ -1,0 +1,3 @@
+"""Placeholder: filled in by the composite-block work."""
+
+__all__: list[str] = []
