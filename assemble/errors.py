@@ -7,14 +7,20 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Issue:
-    """One problem in a recipe: where (a recipe path such as ``generator.synthesis[4].style_conv.out``)
-    and what (a message that says what was expected, what was found and how to fix it)."""
+    """One problem in a recipe: where and what.
+
+    ``path`` names the part: a module path such as ``G.synthesis.b8.conv0.out_channels`` (the same path
+    ``show``, the state_dict and ``print(G)`` use), or a recipe key such as ``vars.ch`` outside the
+    networks. ``where`` is the place in the recipe text (``generator.steps[1].do[0] (r=8)``) when it helps
+    to find the line. ``message`` says what was expected, what was found and how to fix it."""
 
     path: str
     message: str
+    where: str = ""
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.message}" if self.path else self.message
+        text = f"{self.path}: {self.message}" if self.path else self.message
+        return f"{text} [at {self.where}]" if self.where else text
 
 
 class RecipeError(ValueError):
@@ -46,8 +52,8 @@ class Collector:
     def __init__(self) -> None:
         self.issues: list[Issue] = []
 
-    def add(self, path: str, message: str) -> None:
-        issue = Issue(path, message)
+    def add(self, path: str, message: str, where: str = "") -> None:
+        issue = Issue(path, message, where)
         if issue not in self.issues:
             self.issues.append(issue)
 

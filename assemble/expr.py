@@ -192,6 +192,22 @@ class _Eval:
             raise ExprError("'**' in dict displays is not allowed")
         return {self.visit(k): self.visit(v) for k, v in zip(n.keys, n.values)}  # type: ignore[arg-type]
 
+    def v_JoinedStr(self, n: ast.JoinedStr) -> str:
+        """f-strings, for names built from loop variables: ``"$f'b{r}'"``."""
+        return "".join(str(self.visit(v)) for v in n.values)
+
+    def v_FormattedValue(self, n: ast.FormattedValue) -> str:
+        value = self.visit(n.value)
+        if n.conversion != -1:
+            raise ExprError("conversions (!r, !s, !a) are not allowed in f-strings")
+        spec = self.visit(n.format_spec) if n.format_spec is not None else ""
+        if len(spec) > 20:
+            raise ExprError("format spec is too long")
+        try:
+            return format(value, spec)
+        except (TypeError, ValueError) as err:
+            raise ExprError(f"cannot format {_short(value)} with '{spec}': {err}") from None
+
     def v_Attribute(self, n: ast.Attribute) -> Any:
         raise ExprError(f"attribute access ('.{n.attr}') is not allowed in recipe expressions")
 

@@ -17,8 +17,8 @@ import yaml
 
 from .errors import Issue, RecipeError
 
-TOP_KEYS = ("name", "description", "paper", "reference", "base", "vars", "tiny", "macros", "generator",
-            "discriminator", "objective", "train", "data", "sample")
+TOP_KEYS = ("name", "description", "paper", "reference", "base", "vars", "tiny", "generator", "discriminator",
+            "objective", "train", "data", "sample")
 
 
 def recipes_dir() -> Path:
@@ -169,9 +169,14 @@ def load(
     if unknown:
         issues = []
         for k in unknown:
-            close = difflib.get_close_matches(k, TOP_KEYS, n=1)
+            if k == "macros":
+                from .expand import REMOVED
+
+                issues.append(Issue(k, REMOVED[k]))
+                continue
+            close = difflib.get_close_matches(str(k), TOP_KEYS, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            issues.append(Issue(k, f"unknown top-level key{hint}; allowed: {', '.join(TOP_KEYS)}"))
+            issues.append(Issue(str(k), f"unknown top-level key{hint}; allowed: {', '.join(TOP_KEYS)}"))
         raise RecipeError(issues, recipe.get("name", ""))
     if not isinstance(recipe.get("vars", {}), dict):
         raise RecipeError(Issue("vars", "vars must be a mapping of names to values"), recipe["name"])

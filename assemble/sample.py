@@ -72,17 +72,16 @@ def generate(G: Network, inputs: dict[str, Tensor], psi: float = 1.0, cutoff: in
     """Images for the given inputs, with StyleGAN's truncation in W (toward w_avg) when G has a mapping network,
     else truncation in Z (``z · ψ``, toward the prior's mean)."""
     mapping, styles = _mapping(G), _styles(G)
-    programs = list(G.spec.programs)
-    if psi != 1.0 and mapping is not None and styles is not None and len(programs) > 1:
-        regs = dict(G.run(programs=programs[:1], **inputs))
+    if psi != 1.0 and mapping is not None and styles is not None and G.parts_after(styles):
+        regs = dict(G.run(parts=G.parts_through(styles), **inputs))
         regs[styles] = mapping.truncate(regs[styles], psi, cutoff)
-        out = G.run(programs=programs[1:], registers={**regs, **(registers or {})})
+        out = G.run(parts=G.parts_after(styles), registers={**regs, **(registers or {})})
         return out[G.output_names[0]]
     if psi != 1.0:
         z = latent_name(G)
         inputs = {**inputs, z: inputs[z] * psi}
     if registers:
-        return G.run(programs=programs[1:], registers={**inputs, **registers})[G.output_names[0]]
+        return G.run(parts=G.parts_after(*registers), registers={**inputs, **registers})[G.output_names[0]]
     return G.run(**inputs)[G.output_names[0]]
 
 
@@ -146,8 +145,8 @@ def write_all(G: Network, out: Path, n: int = 64, seed: int = 0, psis: tuple[flo
             t = i / (steps - 1)
             frames.append(generate(G, {**a, z: fn(a[z], b[z], t)}))
         save(name, torch.stack(frames, 1).flatten(0, 1), steps)  # one row per pair
-    styles, programs = _styles(G), list(G.spec.programs)
-    if styles is not None and len(programs) > 1:
+    styles = _styles(G)
+    if styles is not None and G.parts_after(styles):
         save("style_mixing", style_mixing(G, a, b), pairs + 1)
     save("arithmetic", arithmetic(G, base, gen), 4)
     return files
@@ -158,9 +157,8 @@ def style_mixing(G: Network, rows: dict[str, Tensor], cols: dict[str, Tensor], c
     """StyleGAN fig. 3: row sources keep their coarse styles (layers < cutoff), column sources give the rest.
     The first row holds the column sources, the first column the row sources; the corner is blank."""
     styles = _styles(G)
-    programs = list(G.spec.programs)
-    wr = G.run(programs=programs[:1], **rows)[styles]
-    wc = G.run(programs=programs[:1], **cols)[styles]
+    wr = G.run(parts=G.parts_through(styles), **rows)[styles]
+    wc = G.run(parts=G.parts_through(styles), **cols)[styles]
     layers = G.style_layers[styles]
     if wr.dim() == 2:
         wr, wc = wr[:, None].expand(-1, layers, -1), wc[:, None].expand(-1, layers, -1)

@@ -23,6 +23,8 @@ from .errors import Collector
 INFERRED = ("in_channels", "in_features", "seg_channels")
 _SIZE_NAME = re.compile(r"(^|_)(channels|features|classes|kernel_size|layers|heads|chunks|groups)$|^n_")
 _DIM_NAME = re.compile(r"(^|_)dim$")  # widths where 0 means "none" (c_dim=0, as in NVlabs' code)
+# in_channels=0 is NVlabs' "first block" (a synthesis block that starts from its constant, a discriminator
+# block that reads the image); blocks that do not support it reject it in their constructor.
 
 
 def _hints(entry: Entry) -> dict[str, Any]:
@@ -79,11 +81,12 @@ def _type_name(ann: Any) -> str:
     return getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
 
 
-def check_args(entry: Entry, args: dict[str, Any], path: str, issues: Collector, ctx: str,
+def check_args(entry: Entry, args: dict[str, Any], path: str, issues: Collector, where: str = "",
                reported: set[str] = frozenset()) -> dict[str, Any]:  # type: ignore[assignment]
-    """Bind ``args`` to the block's constructor: unknown, missing, ill-typed and non-positive values
-    (``reported``: arguments whose values already failed to evaluate)."""
-    suffix = f" ({ctx})" if ctx else ""
+    """Bind ``args`` to the block's constructor: unknown, missing, ill-typed and non-positive values.
+
+    ``path`` is the step's module path (issues go to ``path.argument``), ``where`` its place in the recipe
+    text, ``reported`` the arguments whose values already failed to evaluate."""
     params = entry.signature().parameters
     hints = _hints(entry)
     inferable = set(INFERRED) | {f"{c}_dim" for c in entry.consumes}
@@ -93,24 +96,28 @@ def check_args(entry: Entry, args: dict[str, Any], path: str, issues: Collector,
             close = difflib.get_close_matches(name, list(params), n=1, cutoff=0.5)
             hint = f" Did you mean {close[0]}?" if close else ""
             issues.add(f"{path}.{name}", f"unknown argument for '{entry.key}'.{hint} It takes: "
-                       f"{', '.join(params)}{suffix}")
+                       f"{', '.join(params)}", where)
             continue
         ann = hints.get(name, params[name].annotation)
         if not conforms(value, ann):
             issues.add(f"{path}.{name}", f"expects {_type_name(ann)}, found {type(value).__name__} "
-                       f"{value!r}{suffix}")
+                       f"{_short(value)}", where)
             continue
         if isinstance(value, int) and not isinstance(value, bool):
-            if _SIZE_NAME.search(name) and value <= 0:
-                issues.add(f"{path}.{name}", f"must be a positive size, found {value}{suffix}")
+            if _SIZE_NAME.search(name) and value <= 0 and not (name == "in_channels" and value == 0):
+                issues.add(f"{path}.{name}", f"must be a positive size, found {value}", where)
                 continue
             if _DIM_NAME.search(name) and value < 0:
-                issues.add(f"{path}.{name}", f"must be a non-negative width, found {value}{suffix}")
+                issues.add(f"{path}.{name}", f"must be a non-negative width, found {value}", where)
                 continue
         out[name] = coerce(value, ann)
     for name, p in params.items():
         if p.default is p.empty and name not in args and name not in inferable and name not in reported:
-            issues.add(f"{path}.{name}", f"missing required argument of '{entry.key}'{suffix}")
+            issues.add(f"{path}.{name}", f"missing required argument of '{entry.key}'", where)
     return out
 
 
+def _short(value: Any) -> str:
+    big = isinstance(value, int) and abs(value) >= 10**30
+    text = f"<an integer of {value.bit_length()} bits>" if big else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -28,14 +28,12 @@ def _toy() -> dict:
         "name": "toy",
         "generator": {"inputs": {"z": "latent(8)"}, "stages": 2, "steps": [
             {"linear": {"out_features": 16}}, {"reshape": {"shape": [1, 4, 4]}},
-            {"conv": {"out_channels": 3, "kernel_size": 1, "when": "stage == 0"}},
-            {"stop": "stage == 0"},
-            "nearest_up",
-            {"conv": {"out_channels": 3, "kernel_size": 1}}]},
+            {"conv": {"out_channels": 3, "kernel_size": 1, "if": "$stage == 0"}},
+            {"do": ["nearest_up", {"conv": {"out_channels": 3, "kernel_size": 1}}], "if": "$stage >= 1"}]},
         "discriminator": {"inputs": {"img": "image(3, 4 * 2 ** stage, 4 * 2 ** stage)"}, "stages": 2, "steps": [
-            {"conv": {"out_channels": 2, "kernel_size": 1, "when": "stage == 1"}},
-            {"avg_pool_down": {"when": "stage == 1"}},
-            {"conv": {"out_channels": 2, "kernel_size": 1, "when": "stage == 0"}},
+            {"conv": {"out_channels": 2, "kernel_size": 1, "if": "$stage == 1"}},
+            {"avg_pool_down": {"if": "$stage == 1"}},
+            {"conv": {"out_channels": 2, "kernel_size": 1, "if": "$stage == 0"}},
             "flatten", {"linear": {"out_features": 1}}]},
     }
 

@@ -9,9 +9,8 @@ import pytest
 import torch
 
 import assemble
-from assemble.network import walk
-from assemble.program import BlockNode, ResidualNode
 from assemble.show import totals
+from assemble.spec import BlockNode, walk
 from blocks import ConditionalBatchNorm, LinearLayer, ProjectionHead
 
 # BigGAN.py G_arch / D_arch: channel multipliers (of ch) per block, block by block.
@@ -105,54 +104,47 @@ def test_256_parameter_counts_follow_the_reference_arch():
     assert (totals(plans["generator"])["params"], totals(plans["discriminator"])["params"]) == (g, d)
 
 
-def _keys(nodes):
-    return [n.key for n in nodes]
-
-
-def test_layer_structure_orders_and_eps(canonical):
+def test_module_tree_follows_biggan_pytorch(canonical):
+    """BigGAN.py's tree: G.shared, G.linear, G.blocks[k][0] (GBlock) and [1] (attention at 64x64),
+    G.output_layer (bn, relu, conv); D.blocks[k][0] (DBlock) and [1] (attention at 64x64), the projection head."""
     _, specs, plans = canonical
-    g_nodes = specs["generator"].programs["synthesis"]
-    assert _keys(specs["generator"].programs["shared"]) == ["class_embedding"]
-    top = [n.key if isinstance(n, BlockNode) else "res" for n in g_nodes]
-    # linear, reshape, 5 GBlocks with attention after the 64x64 one, then BN -> ReLU -> conv -> tanh
-    assert top == ["skip_z", "linear", "reshape", "res", "res", "res", "res", "self_attention", "res",
-                   "batch_norm", "relu", "conv", "tanh"]
-    for block in (n for n in g_nodes if isinstance(n, ResidualNode)):
-        assert _keys(block.body) == ["conditional_batch_norm", "relu", "nearest_up", "conv",
-                                     "conditional_batch_norm", "relu", "conv"]
-        assert _keys(block.shortcut) == ["nearest_up", "conv"]
-        assert block.shortcut[1].args["kernel_size"] == 1 and block.scale == 1.0
+    g, d = specs["generator"], specs["discriminator"]
+    assert g.parts == ["shared", "skip_z", "linear", "reshape", "blocks", "output_layer", "tanh"]
+    g_blocks = [[(c.name, c.key) for c in k.children] for k in g.nodes[4].children]
+    assert [k.name for k in g.nodes[4].children] == ["0", "1", "2", "3", "4"]
+    assert g_blocks == [[("0", "biggan_g_block")]] * 3 + [[("0", "biggan_g_block"), ("1", "self_attention")]] + [
+        [("0", "biggan_g_block")]]
+    assert [(c.name, c.key) for c in g.nodes[5].children] == [("0", "batch_norm"), ("1", "relu"), ("2", "conv")]
+    assert d.parts == ["blocks", "relu", "global_sum_pool", "head"]
+    d_blocks = [[c.key for c in k.children] for k in d.nodes[0].children]
+    assert d_blocks == [["biggan_d_block", "self_attention"]] + [["biggan_d_block"]] * 5  # attention at 64x64
 
-    d_nodes = specs["discriminator"].programs["steps"]
-    assert [n.key if isinstance(n, BlockNode) else "res" for n in d_nodes] == [
-        "res", "self_attention", "res", "res", "res", "res", "res", "relu", "global_sum_pool", "projection_head"]
-    dblocks = [n for n in d_nodes if isinstance(n, ResidualNode)]
-    # layers.DBlock: the first is not preactivated and pools before its shortcut conv, the others apply
-    # ReLU first and conv before pooling; the last (16ch -> 16ch at 4x4, no pooling) has no learned shortcut.
-    assert _keys(dblocks[0].body) == ["conv", "relu", "conv", "avg_pool_down"]
-    assert _keys(dblocks[0].shortcut) == ["avg_pool_down", "conv"]
-    for block in dblocks[1:-1]:
-        assert _keys(block.body) == ["relu", "conv", "relu", "conv", "avg_pool_down"]
-        assert _keys(block.shortcut) == ["conv", "avg_pool_down"]
-    assert _keys(dblocks[-1].body) == ["relu", "conv", "relu", "conv"] and dblocks[-1].shortcut == []
+    g_args = plans["generator"].args
+    for k, (cin, cout) in enumerate(zip(*G_ARCH[128])):
+        a = g_args[f"blocks.{k}.0"]
+        assert (a["in_channels"], a["out_channels"]) == (96 * cin, 96 * cout)
+        assert a["y_dim"] == 148 and a.get("upsample", True) is True  # ccbn reads [shared 128, z chunk 20]
+    d_args = plans["discriminator"].args
+    d_in, d_out, _ = D_ARCH[128]
+    for k, (cin, cout) in enumerate(zip(d_in, d_out)):
+        a = d_args[f"blocks.{k}.0"]
+        assert (a["in_channels"], a["out_channels"]) == (3 if k == 0 else 96 * cin, 96 * cout)
+        # layers.DBlock: the first is not preactivated; the last (16ch -> 16ch at 4x4) does not pool
+        assert a["preactivation"] is (k > 0) and a["downsample"] is (k < 5)
 
-    # Every spectrally normalised layer uses the launch script's SN_eps 1e-6; ccbn reads 128 + 20 = 148 dims.
+    # Every spectrally normalised layer uses the launch script's SN_eps 1e-6; every batch norm BN_eps 1e-5.
     for net, spec in specs.items():
-        for prog, nodes in spec.programs.items():
-            for path, node in walk(nodes, prog):
-                if not isinstance(node, BlockNode):
-                    continue
-                args = plans[net].args[path]
-                if node.key in ("conv", "linear", "conditional_batch_norm"):
-                    assert args["sn"] is True and args["sn_eps"] == 1e-6, path
-                if node.key in ("self_attention", "projection_head"):
-                    assert args.get("sn", True) is True and args["sn_eps"] == 1e-6, path
-                if node.key in ("conditional_batch_norm", "batch_norm"):
-                    assert args["eps"] == 1e-5, path
-                if node.key == "conditional_batch_norm":
-                    assert args["y_dim"] == 148, path
-                if node.key == "self_attention":
-                    assert args["in_channels"] == (192 if net == "generator" else 96), path
+        for node in walk(spec.nodes):
+            if not isinstance(node, BlockNode):
+                continue
+            args = plans[net].args[node.module_path]
+            if node.key in ("conv", "linear", "biggan_g_block", "biggan_d_block", "self_attention",
+                            "projection_head"):
+                assert args.get("sn", True) is True and args["sn_eps"] == 1e-6, node.path
+            if node.key in ("biggan_g_block", "batch_norm"):
+                assert args["bn_eps" if node.key == "biggan_g_block" else "eps"] == 1e-5, node.path
+            if node.key == "self_attention":
+                assert args["in_channels"] == (192 if net == "generator" else 96), node.path
 
 
 def _chunk(z, i, size):
@@ -166,7 +158,8 @@ def test_each_g_block_reads_its_own_ys_row(tiny):
     seen, linear_in = [], []
     bns = [m for m in G.modules() if isinstance(m, ConditionalBatchNorm)]
     linear = next(m for m in G.modules() if isinstance(m, LinearLayer))
-    hooks = [m.register_forward_pre_hook(lambda m, a, kw: seen.append(kw["y"]), with_kwargs=True) for m in bns]
+    hooks = [m.register_forward_pre_hook(lambda m, a, kw: seen.append(kw.get("y", a[-1])), with_kwargs=True)
+             for m in bns]
     hooks.append(linear.register_forward_pre_hook(lambda m, a: linear_in.append(a[0])))
     try:
         z = torch.randn(3, v["z_dim"])
@@ -175,7 +168,7 @@ def test_each_g_block_reads_its_own_ys_row(tiny):
     finally:
         for h in hooks:
             h.remove()
-    shared = G.shared["0"].embed.weight[c]
+    shared = G.shared.embed.weight[c]
     assert len(bns) == 10 and len(seen) == 10
     torch.testing.assert_close(linear_in[0], _chunk(z, 0, size), rtol=0, atol=0)
     for k in range(5):  # both batch norms of block k: [shared(c), z chunk k + 1]
@@ -198,13 +191,14 @@ def test_every_z_chunk_changes_the_image(tiny):
 
 
 def test_synthesis_from_an_embedded_class_vector(tiny):
-    """Running only `synthesis` with y set by hand is BigGAN-PyTorch's G(z, G.shared(y)) (class interpolation)."""
+    """Running the parts after G.shared with y set by hand is BigGAN-PyTorch's G(z, G.shared(y)) (class
+    interpolation)."""
     gan, v = tiny
     z = torch.randn(2, v["z_dim"])
     c = torch.tensor([2, 5])
     with torch.no_grad():
-        y = gan.G.shared["0"](c)
-        out = gan.G.run(programs=["synthesis"], z=z, registers={"y": y})["_"]
+        y = gan.G.shared(c)
+        out = gan.G.run(parts=gan.G.parts_after("y"), z=z, registers={"y": y})["_"]
         torch.testing.assert_close(out, gan.G(z, c))
 
 
@@ -233,7 +227,7 @@ def test_class_reaches_the_projection_head(tiny):
 
 def test_orthogonal_init(tiny):
     gan, _ = tiny
-    w = gan.G.shared["0"].embed.weight  # (n_classes, shared_dim) = (10, 8): tall, so WᵀW = I
+    w = gan.G.shared.embed.weight  # (n_classes, shared_dim) = (10, 8): tall, so WᵀW = I
     torch.testing.assert_close(w.T @ w, torch.eye(w.shape[1]), atol=1e-5, rtol=0)
     conv = next(m for m in gan.D.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3))
     wm = conv.parametrizations.weight.original.flatten(1)  # (out, in·9), wide: WWᵀ = I

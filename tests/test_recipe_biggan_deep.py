@@ -9,9 +9,8 @@ import pytest
 import torch
 
 import assemble
-from assemble.program import BlockNode, ResidualNode
 from assemble.show import totals
-from blocks import ConditionalBatchNorm, Conv2dLayer, LinearLayer, ProjectionHead
+from blocks import ConditionalBatchNorm, Conv2dLayer, LinearLayer
 
 # BigGANdeep.py G_arch / D_arch at 128x128: channel multipliers (of ch) per resolution.
 G_IN, G_OUT, G_RES = [16, 16, 8, 4, 2], [16, 8, 4, 2, 1], [8, 16, 32, 64, 128]
@@ -94,49 +93,41 @@ def test_canonical_parameter_counts(canonical):
     assert totals(plans["discriminator"])["params"] == 34_590_210
 
 
-def _keys(nodes):
-    return [n.key for n in nodes]
-
-
-def _top(nodes):
-    return [n.key if isinstance(n, BlockNode) else "res" for n in nodes]
-
-
-def test_layer_structure(canonical):
+def test_module_tree_follows_biggandeep(canonical):
+    """BigGANdeep.py's tree: G.shared, G.linear, G.blocks[k][0..1] (GBlocks) and [2] (attention at 64x64),
+    G.output_layer (bn, relu, conv to 128); D.input_conv, D.blocks[k][0..1] (DBlocks) and [2], the head."""
     _, specs, plans = canonical
-    g_nodes = specs["generator"].programs["synthesis"]
-    assert _top(g_nodes) == ["concat", "linear", "reshape", *["res"] * 8, "self_attention", "res", "res",
-                             "batch_norm", "relu", "conv", "keep_channels", "tanh"]
-    assert g_nodes[-3].args["out_channels"] == 128 and g_nodes[-2].args["channels"] == 3
-    gblocks = [n for n in g_nodes if isinstance(n, ResidualNode)]
-    for k, (first, second) in enumerate(zip(gblocks[::2], gblocks[1::2])):
-        assert _keys(first.body) == ["conditional_batch_norm", "relu", "conv", "conditional_batch_norm", "relu",
-                                     "conv", "conditional_batch_norm", "relu", "conv",
-                                     "conditional_batch_norm", "relu", "conv"]
-        assert [c.args["kernel_size"] for c in first.body if c.key == "conv"] == [1, 3, 3, 1]
-        assert _keys(second.body) == ["conditional_batch_norm", "relu", "conv", "conditional_batch_norm", "relu",
-                                      "nearest_up", "conv", "conditional_batch_norm", "relu", "conv",
-                                      "conditional_batch_norm", "relu", "conv"]
-        assert first.shortcut == []  # same channels, no upsampling: identity
-        assert _keys(second.shortcut) == (["nearest_up"] if G_IN[k] == G_OUT[k] else ["keep_channels", "nearest_up"])
+    g, d = specs["generator"], specs["discriminator"]
+    assert g.parts == ["shared", "concat", "linear", "reshape", "blocks", "output_layer", "keep_channels", "tanh"]
+    g_blocks = [[(c.name, c.key) for c in k.children] for k in g.nodes[4].children]
+    two = [("0", "biggan_deep_g_block"), ("1", "biggan_deep_g_block")]
+    assert g_blocks == [two] * 3 + [[*two, ("2", "self_attention")]] + [two]
+    g_args = plans["generator"].args
+    for k in range(5):
+        first, second = g_args[f"blocks.{k}.0"], g_args[f"blocks.{k}.1"]
+        # the first block of a resolution keeps the channels at the lower resolution; the second changes and
+        # upsamples (BigGANdeep.Generator: out = in if g_index == 0, upsample if g_index == G_depth - 1)
+        assert (first["in_channels"], first["out_channels"], first["upsample"]) == (128 * G_IN[k], 128 * G_IN[k], False)
+        assert (second["in_channels"], second["out_channels"], second["upsample"]) == (
+            128 * G_IN[k], 128 * G_OUT[k], True)
+        assert first["y_dim"] == second["y_dim"] == 256  # ccbn input_size = shared_dim + dim_z
+    assert g_args["output_layer.2"]["out_channels"] == 128 and g_args["keep_channels"]["channels"] == 3
 
-    d_nodes = specs["discriminator"].programs["steps"]
-    assert _top(d_nodes) == ["conv", "res", "res", "self_attention", *["res"] * 8, "relu", "global_sum_pool",
-                             "projection_head"]
-    dblocks = [n for n in d_nodes if isinstance(n, ResidualNode)]
-    for k, (first, second) in enumerate(zip(dblocks[::2], dblocks[1::2])):
-        assert _keys(first.body) == ["relu", "conv", "relu", "conv", "relu", "conv", "relu", "avg_pool_down", "conv"]
-        assert _keys(second.body) == ["relu", "conv", "relu", "conv", "relu", "conv", "relu", "conv"]
-        grows = D_IN[k] != D_OUT[k]
-        assert _keys(first.shortcut) == (["avg_pool_down", "conv", "concat"] if grows else ["avg_pool_down"])
-        assert second.shortcut == []
+    assert d.parts == ["input_conv", "blocks", "relu", "global_sum_pool", "head"]
+    d_blocks = [[c.key for c in k.children] for k in d.nodes[1].children]
+    assert d_blocks == [["biggan_deep_d_block"] * 2 + ["self_attention"]] + [["biggan_deep_d_block"] * 2] * 4
+    d_args = plans["discriminator"].args
+    for k in range(5):
+        first, second = d_args[f"blocks.{k}.0"], d_args[f"blocks.{k}.1"]
+        assert (first["in_channels"], first["out_channels"], first["downsample"]) == (
+            128 * D_IN[k], 128 * D_OUT[k], True)
+        assert (second["in_channels"], second["out_channels"], second["downsample"]) == (
+            128 * D_OUT[k], 128 * D_OUT[k], False)
 
     for net in ("generator", "discriminator"):
         for path, args in plans[net].args.items():
             if "sn_eps" in args:
                 assert args["sn_eps"] == 1e-6, path
-            if "y_dim" in args:
-                assert args["y_dim"] == 256, path  # ccbn input_size = shared_dim + dim_z
 
 
 def test_every_batch_norm_and_the_linear_read_z_then_y(tiny):
@@ -145,7 +136,8 @@ def test_every_batch_norm_and_the_linear_read_z_then_y(tiny):
     seen, linear_in = [], []
     bns = [m for m in G.modules() if isinstance(m, ConditionalBatchNorm)]
     linear = next(m for m in G.modules() if isinstance(m, LinearLayer))
-    hooks = [m.register_forward_pre_hook(lambda m, a, kw: seen.append(kw["y"]), with_kwargs=True) for m in bns]
+    hooks = [m.register_forward_pre_hook(lambda m, a, kw: seen.append(kw.get("y", a[-1])), with_kwargs=True)
+             for m in bns]
     hooks.append(linear.register_forward_pre_hook(lambda m, a: linear_in.append(a[0])))
     convs = [m for m in G.modules() if isinstance(m, Conv2dLayer)]
     rgb = []
@@ -158,7 +150,7 @@ def test_every_batch_norm_and_the_linear_read_z_then_y(tiny):
     finally:
         for h in hooks:
             h.remove()
-    want = torch.cat([z, G.shared["0"].embed.weight[c]], dim=1)  # hier: cat([z, y]), z first
+    want = torch.cat([z, G.shared.embed.weight[c]], dim=1)  # hier: cat([z, y]), z first
     assert len(seen) == 4 * 2 * 5
     for y in [linear_in[0], *seen]:
         torch.testing.assert_close(y, want, rtol=0, atol=0)
@@ -166,28 +158,19 @@ def test_every_batch_norm_and_the_linear_read_z_then_y(tiny):
     torch.testing.assert_close(img, torch.tanh(rgb[0][:, :3]))  # the first 3 of 128 channels
 
 
-def test_discriminator_skip_keeps_the_pooled_input_and_class_reaches_the_head(tiny):
-    gan, v = tiny
+def test_class_reaches_the_projection_head(tiny):
+    gan, _ = tiny
     D = gan.D
     x = torch.randn(2, 3, 128, 128)
     c1, c2 = torch.tensor([1, 2]), torch.tensor([6, 9])
-    stem = next(m for m in D.modules() if isinstance(m, Conv2dLayer))
-    head = next(m for m in D.modules() if isinstance(m, ProjectionHead))
-    first = D.steps["1"]  # the first DBlock: ch -> 2ch, pooled
-    stem_out, skip, pooled = [], [], []
-    hooks = [stem.register_forward_hook(lambda m, a, out: stem_out.append(out)),
-             first["shortcut"]["2"].register_forward_hook(lambda m, a, out: skip.append(out)),
-             head.register_forward_pre_hook(lambda m, a, kw: pooled.append((a[0], kw["y"])), with_kwargs=True)]
+    head = D.head
+    pooled = []
+    hook = head.register_forward_pre_hook(lambda m, a, kw: pooled.append((a[0], kw["y"])), with_kwargs=True)
     try:
         with torch.no_grad():
             o1, o2 = D(x, c1), D(x, c2)
     finally:
-        for h in hooks:
-            h.remove()
-    ch = v["ch"]
-    assert skip[0].shape == (2, 2 * ch, 64, 64)
-    # [x, conv_sc(x)] on the pooled input: the first ch channels are the pooled stem output itself
-    torch.testing.assert_close(skip[0][:, :ch], torch.nn.functional.avg_pool2d(stem_out[0], 2))
+        hook.remove()
     (h, y1), (_, y2) = pooled
     assert torch.equal(y1, c1) and torch.equal(y2, c2)
     embed = head.embed.weight

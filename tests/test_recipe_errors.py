@@ -44,96 +44,120 @@ def setter(fn: Callable[[dict], None]) -> Callable[[], dict]:
     return make
 
 
-def _macro_missing(r):
-    r["macros"] = {"block": {"params": ["out"], "steps": [{"conv": {"out_channels": "$out"}}, "relu"]}}
-    g_steps(r)[2] = {"block": {}}
+def _with_stages(step):
+    def fn(r):
+        r["generator"]["stages"] = 2
+        g_steps(r).__setitem__(3, step)
+    return fn
 
 
-def _macro_unknown(r):
-    r["macros"] = {"block": {"params": ["out"], "steps": [{"conv": {"out_channels": "$out"}}]}}
-    g_steps(r)[2] = {"block": {"out": 8, "kernel": 3}}
-
-
-def _shadow(r):
-    r["macros"] = {"conv": {"params": [], "steps": ["relu"]}}
-
-
-# (name, recipe maker, expected path, expected message fragment)
+# (name, recipe maker, expected path, expected message fragment). Paths are module paths (G.conv_1: the second
+# unnamed conv of G), or recipe keys outside the networks; the place in the recipe text is in the message.
 CASES: list[tuple[str, Callable[[], dict], str, str]] = [
     ("unknown block key", setter(lambda r: g_steps(r).__setitem__(3, "relux")),
-     "generator.steps[3].relux", "unknown block 'relux'. Closest: relu"),
+     "G.relux", "unknown block 'relux'. Closest: relu"),
     ("unknown argument", setter(lambda r: g_steps(r)[2]["conv"].update(out_channel=8)),
-     "generator.steps[2].conv.out_channel", "unknown argument for 'conv'. Did you mean out_channels?"),
+     "G.conv.out_channel", "unknown argument for 'conv'. Did you mean out_channels?"),
     ("wrong type", setter(lambda r: g_steps(r)[2]["conv"].update(out_channels="eight")),
-     "generator.steps[2].conv.out_channels", "expects int, found str 'eight'"),
+     "G.conv.out_channels", "expects int, found str 'eight'"),
     ("wrong type bool", setter(lambda r: g_steps(r)[2]["conv"].update(bias="yes")),
-     "generator.steps[2].conv.bias", "expects bool, found str 'yes'"),
+     "G.conv.bias", "expects bool, found str 'yes'"),
     ("missing required", setter(lambda r: g_steps(r).__setitem__(2, {"conv": {}})),
-     "generator.steps[2].conv.out_channels", "missing required argument of 'conv'"),
+     "G.conv.out_channels", "missing required argument of 'conv'"),
     ("undefined register", setter(lambda r: g_steps(r).__setitem__(3, {"relu": {"from": "nothing"}})),
-     "generator.steps[3].relu", "reads register 'nothing', which no input or earlier step writes"),
+     "G.relu", "reads register 'nothing', which no input or earlier step writes"),
     ("undefined variable", setter(lambda r: g_steps(r)[2]["conv"].update(out_channels="$chn")),
-     "generator.steps[2].conv.out_channels", "undefined variable 'chn'"),
+     "G.conv.out_channels", "undefined variable 'chn'"),
     ("bad expression", setter(lambda r: g_steps(r)[2]["conv"].update(out_channels="$ch +* 2")),
-     "generator.steps[2].conv.out_channels", "cannot parse expression 'ch +* 2'"),
+     "G.conv.out_channels", "cannot parse expression 'ch +* 2'"),
     ("forbidden expression", setter(lambda r: g_steps(r)[2]["conv"].update(out_channels="$__import__('os')")),
-     "generator.steps[2].conv.out_channels", "function '__import__' is not allowed"),
-    ("shape mismatch naming both steps",
-     setter(lambda r: g_steps(r)[4]["conv"].update(in_channels=5)),
-     "generator.steps[4].conv", "comes from generator.steps[3].relu"),
+     "G.conv.out_channels", "function '__import__' is not allowed"),
+    ("shape mismatch naming both steps", setter(lambda r: g_steps(r)[4]["conv"].update(in_channels=5)),
+     "G.conv_1", "comes from G.relu"),
     ("conditioning never declared",
      setter(lambda r: g_steps(r).insert(3, {"conditional_batch_norm": {"n_classes": 10}})),
-     "generator.steps[3].conditional_batch_norm", "consumes 'y' but no input or earlier step provides"),
+     "G.conditional_batch_norm", "consumes 'y' but no input or earlier step provides"),
     ("invalid YAML", lambda: "generator:\n  inputs: {z: latent(4)\n  steps: []\n",
      "", "invalid YAML in <text> at line"),
     ("loop over nothing", setter(lambda r: g_steps(r).insert(3, {"for": {"r": []}, "do": ["relu"]})),
-     "generator.steps[3].for.r", "loop over nothing: the list is empty"),
+     "G.for.r", "loop over nothing: the list is empty"),
     ("negative size", setter(lambda r: g_steps(r)[2]["conv"].update(out_channels=-3)),
-     "generator.steps[2].conv.out_channels", "must be a positive size, found -3"),
+     "G.conv.out_channels", "must be a positive size, found -3"),
     ("zero size", setter(lambda r: r["discriminator"]["steps"][2]["linear"].update(out_features=0)),
-     "discriminator.steps[2].linear.out_features", "must be a positive size, found 0"),
-    ("macro missing parameter", setter(_macro_missing),
-     "generator.steps[2].block", "macro 'block' called without parameter(s) out"),
-    ("macro unknown parameter", setter(_macro_unknown),
-     "generator.steps[2].block", "macro 'block' has no parameter(s) kernel"),
-    ("macro shadows a block", setter(_shadow), "macros.conv", "shadows the registered block 'conv'"),
+     "D.linear.out_features", "must be a positive size, found 0"),
     ("unknown top-level key", setter(lambda r: r.update(generater={})), "generater",
      "unknown top-level key (did you mean 'generator'?)"),
     ("missing network", setter(lambda r: r.pop("discriminator")), "discriminator",
      "the recipe has no discriminator"),
     ("bad input size", setter(lambda r: r["generator"]["inputs"].update(z="latent(-5)")),
-     "generator.inputs.z", "sizes in 'latent(-5)' must be positive integers"),
+     "G.inputs.z", "sizes in 'latent(-5)' must be positive integers"),
     ("unknown input kind", setter(lambda r: r["generator"]["inputs"].update(z="gaussian(5)")),
-     "generator.inputs.z", "unknown input kind 'gaussian'"),
+     "G.inputs.z", "unknown input kind 'gaussian'"),
     ("two keys in a step", setter(lambda r: g_steps(r).__setitem__(3, {"relu": {}, "tanh": {}})),
-     "generator.steps[3]", "a step has exactly one block, macro or construct key"),
+     "G", "a step is a block key"),
     ("zipped loop lengths", setter(lambda r: g_steps(r).insert(3, {"for": {"a": [1, 2], "b": [1]},
                                                                   "do": ["relu"]})),
-     "generator.steps[3].for", "zipped loop variables have different lengths"),
-    ("undefined name in runtime condition", setter(lambda r: g_steps(r).__setitem__(
-        3, {"relu": {"when": "stge > 1"}})),
-     "generator.steps[3].relu.when", "condition 'stge > 1' uses undefined name(s) stge"),
+     "G.for", "zipped loop variables have different lengths"),
+    ("undefined name in runtime condition", setter(_with_stages({"relu": {"if": "$stage > 0 and stge"}})),
+     "G.relu.if", "uses undefined name(s) stge"),
     ("output never written", setter(lambda r: r["generator"].update(output="img")),
-     "generator.output", "output register 'img' is never written"),
+     "G.output", "output register 'img' is never written"),
     ("unknown initialiser", setter(lambda r: r["generator"].update(init="ortho")),
-     "generator.init", "unknown init 'ortho'. Closest: orthogonal"),
+     "G.init", "unknown init 'ortho'. Closest: orthogonal"),
     ("constructor rejects a value", setter(lambda r: g_steps(r).insert(3, {"group_norm": {"num_groups": 3}})),
-     "generator.steps[3].group_norm", "'group_norm' cannot be built"),
+     "G.group_norm", "'group_norm' cannot be built"),
     ("residual shapes differ", setter(lambda r: g_steps(r).insert(
         3, {"residual": {"body": [{"conv": {"out_channels": 4}}]}})),
-     "generator.steps[3].residual", "body gives shape (1, 4, 4, 4) but shortcut gives (1, 8, 4, 4)"),
+     "G.residual", "body gives shape (1, 4, 4, 4) but shortcut gives (1, 8, 4, 4)"),
     ("variables in a cycle", setter(lambda r: r["vars"].update(a="$b + 1", b="$a + 1")),
      "vars.a", "variables refer to each other in a cycle: a -> b -> a"),
     ("several outputs not named", setter(lambda r: g_steps(r).insert(
         3, {"skip_z": {"from": "z", "z_dim": 16, "y_dim": 0, "chunks": 2}})),
-     "generator.steps[3].skip_z", "returns 2 outputs; name them with into"),
+     "G.skip_z", "returns 2 outputs; name them with into"),
     ("layer index out of range", setter(lambda r: (
         r["generator"].update(inputs={"z": "latent(zdim)", "t": "tokens(2, 4)"}),
         g_steps(r).insert(3, {"cross_attention": {"tokens": {"from": "t", "index": 5}}}))),
-     "generator.steps[3].cross_attention", "asks for layer 5 of 't', which has 2 layers"),
-    ("step never runs", setter(lambda r: (r["generator"].update(stages=2),
-                                          g_steps(r).__setitem__(3, {"relu": {"when": "stage > 5"}}))),
-     "generator.steps[3].relu", "this step never runs"),
+     "G.cross_attention", "asks for layer 5 of 't', which has 2 layers"),
+    ("step never runs", setter(_with_stages({"relu": {"if": "$stage > 5"}})),
+     "G.relu", "this step never runs"),
+    # the traps of the old language, now errors
+    ("plain string as a condition", setter(lambda r: g_steps(r).__setitem__(3, {"relu": {"if": "zdim == 9999"}})),
+     "G.relu.if", "found the plain string 'zdim == 9999' (write '$zdim == 9999')"),
+    ("condition that is not true or false", setter(lambda r: g_steps(r).__setitem__(3, {"relu": {"if": "$[1]"}})),
+     "G.relu.if", "gives [1]; a condition must give true or false"),
+    ("stage used without stages", setter(lambda r: g_steps(r).__setitem__(3, {"relu": {"if": "$stage > 0"}})),
+     "G.relu.if", "uses stage, but the network declares no stages"),
+    ("stage in a value", setter(lambda r: (r["generator"].update(stages=2),
+                                           g_steps(r)[2]["conv"].update(out_channels="$8 * (stage + 1)"))),
+     "G.conv.out_channels", "'stage' is known only at run time: use it in an `if`"),
+    ("removed: when", setter(lambda r: g_steps(r).__setitem__(3, {"relu": {"when": "stage > 0"}})),
+     "G.relu.when", "'when' was removed: `if` is the one conditional"),
+    ("removed: stop", setter(lambda r: g_steps(r).insert(3, {"stop": "stage == 0"})),
+     "G.stop", "'stop' was removed"),
+    ("removed: programs", setter(lambda r: r["generator"].update(programs={"main": g_steps(r)})),
+     "G.programs", "'programs' was removed"),
+    ("removed: macros", setter(lambda r: r.update(macros={"block": {"steps": ["relu"]}})),
+     "macros", "macros were removed"),
+    ("removed: index next", setter(lambda r: (
+        r["generator"].update(inputs={"z": "latent(zdim)", "t": "tokens(2, 4)"}),
+        g_steps(r).insert(3, {"cross_attention": {"tokens": {"from": "t", "index": "next"}}}))),
+     "G.cross_attention.tokens", "index 'next' was removed"),
+    ("two parts with one name", setter(lambda r: (g_steps(r)[2]["conv"].update(name="x"),
+                                                 g_steps(r)[4]["conv"].update(name="x"))),
+     "G.x", "two parts are named 'x'"),
+    ("a default name taken by hand later", setter(lambda r: g_steps(r)[4]["conv"].update(name="relu")),
+     "G.relu", "two parts are named 'relu'"),
+    ("a name that is not a module name", setter(lambda r: g_steps(r)[2]["conv"].update(name="a.b")),
+     "G.conv.name", "a name is letters, digits and _"),
+    ("a name the containers use", setter(lambda r: g_steps(r)[2]["conv"].update(name="forward")),
+     "G.conv.name", "'forward' is reserved"),
+    ("a registers inside a residual", setter(lambda r: g_steps(r).insert(
+        3, {"residual": {"body": [{"conv": {"out_channels": 8, "into": "h"}}]}})),
+     "G.residual.body.conv", "inside a residual, steps run in sequence on one tensor"),
+    ("a loop too long", setter(lambda r: g_steps(r).insert(3, {"for": {"i": "$range(30000)"}, "do": ["relu"]})),
+     "G.for", "a loop of 30,000 iterations"),
+    ("a group without steps", setter(lambda r: g_steps(r).insert(3, {"name": "block"})),
+     "G", "'name' is a step option, not a block: a named group is {name: g, do: [steps]}"),
 ]
 
 
@@ -169,8 +193,7 @@ def test_all_errors_reported_at_once():
     with pytest.raises(RecipeError) as info:
         assemble.build(r)
     paths = {i.path for i in info.value.issues}
-    assert {"generator.steps[2].conv.out_channel", "generator.steps[3].relux",
-            "discriminator.steps[2].linear.out_features"} <= paths
+    assert {"G.conv.out_channel", "G.relux", "D.linear.out_features"} <= paths
     assert str(info.value).startswith("recipe 'tiny' has 3 problems:")
 
 

@@ -53,10 +53,16 @@ def test_reference_parameter_counts_at_1024():
     assert totals(plans["generator"])["params"] == 23_079_115
     assert totals(plans["discriminator"])["params"] == 23_087_249
     assert plans["generator"].output_shapes["rgb"] == (3, 1024, 1024)
-    # the 4x4 dense: latent 512 -> 16·512, gain √2/4, its bias after the reshape (512 entries)
-    args = next(a for a in plans["generator"].args.values() if "out_features" in a)
-    assert (args["in_features"], args["out_features"], args["bias"]) == (512, 8192, False)
-    assert args["gain"] == pytest.approx(2 ** 0.5 / 4)
+    # networks.py's scopes: G 4x4 .. 1024x1024 (block s at stage s), D 1024x1024 .. 8x8 then the 4x4 epilogue
+    sizes = [f"{4 * 2 ** s}x{4 * 2 ** s}" for s in range(9)]
+    assert specs["generator"].parts == sizes and specs["discriminator"].parts == sizes[::-1]
+    g, d = plans["generator"].args, plans["discriminator"].args
+    assert (g["4x4"]["in_channels"], g["4x4"]["out_channels"], g["4x4"]["stage"]) == (512, 512, 0)
+    assert [(g[n]["out_channels"], g[n]["stage"]) for n in sizes[1:]] == [
+        (512, 1), (512, 2), (512, 3), (256, 4), (128, 5), (64, 6), (32, 7), (16, 8)]
+    assert [(d[n]["in_channels"], d[n]["out_channels"]) for n in sizes[:0:-1]] == [
+        (16, 32), (32, 64), (64, 128), (128, 256), (256, 512), (512, 512), (512, 512), (512, 512)]
+    assert (d["4x4"]["in_channels"], d["4x4"]["hidden_features"], d["4x4"]["mbstd_group_size"]) == (512, 512, 4)
 
 
 def test_tiny_counts_follow_the_reference_formula():

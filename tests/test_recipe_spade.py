@@ -83,15 +83,24 @@ def test_canonical_parameter_counts_and_output_shapes(canonical):
 
 
 def test_canonical_block_layout(canonical):
-    rows = canonical["generator"].rows
-    spade_rows = [r for r in rows if r.block == "spade"]
-    # 3 blocks with fin == fout (2 SPADEs each) + 4 up blocks with a learned shortcut (3 each)
-    assert len(spade_rows) == 3 * 2 + 4 * 3
-    assert all(r.consumes == ("seg",) for r in spade_rows)
-    assert sum(r.params for r in spade_rows) == sum(ref_spade(c) for c in [1024] * 6 + [
-        1024, 512, 1024, 512, 256, 512, 256, 128, 256, 128, 64, 128])
-    d_convs = [r.params for r in canonical["discriminator"].rows if r.block == "conv"]
-    assert d_convs == [154 * 64 * 16 + 64, 64 * 128 * 16, 128 * 256 * 16, 256 * 512 * 16, 512 * 16 + 1] * 2
+    """NVlabs' tree: fc, head_0, G_middle_0, G_middle_1, up_0 .. up_3 (SPADEResnetBlock fin -> fout), conv_img;
+    D: discriminator_0 and discriminator_1 (NLayerDiscriminator on the input and on the pooled input)."""
+    rows = {r.path: r for r in canonical["generator"].rows}
+    blocks = ["head_0", "G_middle_0", "G_middle_1", "up_0", "up_1", "up_2", "up_3"]
+    fins = [1024, 1024, 1024, 1024, 512, 256, 128]
+    fouts = [1024, 1024, 1024, 512, 256, 128, 64]
+    assert all(rows[f"G.{b}"].block == "spade_resblock" and rows[f"G.{b}"].consumes == ["seg"] for b in blocks)
+    args = canonical["generator"].args
+    assert [(args[b]["in_channels"], args[b]["out_channels"]) for b in blocks] == list(zip(fins, fouts))
+    assert all(args[b]["seg_channels"] == 151 and args[b]["hidden_channels"] == 128 for b in blocks)
+    # no upsampling before G_middle_1 ('normal'): the sizes go 8, 16, 16, 32, 64, 128, 256
+    assert [rows[f"G.{b}"].shape.split(", ")[-1] for b in blocks] == ["8)", "16)", "16)", "32)", "64)", "128)",
+                                                                      "256)"]
+    assert (args["fc"]["out_channels"], args["conv_img"]["out_channels"]) == (1024, 3)
+    d = {r.path: r for r in canonical["discriminator"].rows}
+    assert [p for p in d if "discriminator_" in p] == ["D.discriminator_0", "D.discriminator_1"]
+    assert all(d[p].params == 2_918_465 and d[p].writes[-1].endswith("_out") for p in d if "discriminator_" in p)
+    assert canonical["discriminator"].args["discriminator_0"]["in_channels"] == 154  # cat(label map, image)
 
 
 # ---- behaviour at the tiny size -----------------------------------------------------------------------

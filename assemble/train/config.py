@@ -39,8 +39,8 @@ import blocks
 from blocks.registry import UnknownKeyError
 
 from ..errors import Collector
+from ..expand import Variables, resolve
 from ..expr import ExprError
-from ..program import Variables, resolve
 from ..validate import check_args
 
 NAMESPACES = ("G", "D_fake", "D_real")

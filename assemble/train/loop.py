@@ -259,23 +259,23 @@ class Trainer:
         """G's run, with style mixing (StyleGAN sec. 3.1) when the recipe asks for it: the styles from a second
         latent replace those from layer ``cutoff`` on, for a random cutoff, with probability ``style_mixing``."""
         styles = next(iter(self.G.style_layers), None)
-        programs = list(self.G.spec.programs)
-        if not self.cfg.style_mixing or styles is None or len(programs) < 2:
+        if not self.cfg.style_mixing or styles is None or not self.G.parts_after(styles):
             return self.G.run(**gin)
-        first = self.G.run(programs=programs[:1], **gin)
+        mapping = self.G.parts_through(styles)
+        first = self.G.run(parts=mapping, **gin)
         ws = first[styles]
         layers = ws.shape[1] if ws.dim() == 3 else self.G.style_layers[styles]
         if torch.rand((), generator=self.mixing).item() < self.cfg.style_mixing and layers > 1:
             cutoff = int(torch.randint(1, layers, (), generator=self.mixing))
             other = {k: (torch.randn(v.shape, generator=self.latents).to(v) if self.G.input_specs[k].kind == "latent"
                          else v) for k, v in gin.items()}
-            ws2 = self.G.run(programs=programs[:1], **other)[styles]
+            ws2 = self.G.run(parts=mapping, **other)[styles]
             if ws.dim() == 2:
                 ws, ws2 = ws[:, None].expand(-1, layers, -1), ws2[:, None].expand(-1, layers, -1)
             ws = torch.cat([ws[:, :cutoff], ws2[:, cutoff:]], dim=1)
         regs = dict(first)
         regs[styles] = ws
-        return {**first, **self.G.run(programs=programs[1:], registers=regs)}
+        return {**first, **self.G.run(parts=self.G.parts_after(styles), registers=regs)}
 
     def _path_length_run(self, micro: int, real: dict[str, Tensor]):
         styles = next(iter(self.G.style_layers), None)

@@ -47,16 +47,8 @@ class Objective:
         self.matching_aware = cfg.loss == "matching_aware"
         self.G, self.D = G, D
         for name in self.logit_names:
-            if name not in D.output_names and not any(name == r for r in self._d_registers(D)):
+            if name not in D.output_names and name not in D.registers():
                 raise ValueError(f"objective.logits: D has no register '{name}' (outputs: {list(D.output_names)})")
-
-    @staticmethod
-    def _d_registers(D: Network) -> list[str]:
-        names: list[str] = []
-        for nodes in D.spec.programs.values():
-            for node in nodes:
-                names += list(node.dst or ())
-        return names
 
     def logits(self, regs: dict[str, Any]) -> list[Tensor]:
         return [regs[n] for n in self.logit_names]
