@@ -6,9 +6,11 @@
     torch.Size([4, 3, 64, 64])
 """
 
+from .builder import Net, Recipe, Steps
 from .errors import Issue, RecipeError
 from .gan import GAN, build, plan
 from .network import Network
 from .recipe import list_recipes, load
 
-__all__ = ["GAN", "Issue", "Network", "RecipeError", "build", "list_recipes", "load", "plan"]
+__all__ = ["GAN", "Issue", "Net", "Network", "Recipe", "RecipeError", "Steps", "build", "list_recipes", "load",
+           "plan"]

@@ -153,10 +153,13 @@ def load(
     """Load, merge and override a recipe; returns a self-contained dict (no ``base``).
 
     Args:
-        source: a built-in recipe name, a path to a YAML file, or an already-parsed dict.
+        source: a built-in recipe name, a path to a YAML file, an already-parsed dict, or an
+            :class:`assemble.Recipe` written in Python.
         sets: ``["resolution=1024", "generator.init=normal"]`` or the same as a dict.
         overrides: variable overrides, e.g. ``{"resolution": 1024}``.
     """
+    if hasattr(source, "to_dict"):  # a recipe written in Python (assemble.Recipe)
+        source = source.to_dict()
     if isinstance(source, dict):
         recipe = copy.deepcopy(source)
         base_ref = recipe.pop("base", None)
