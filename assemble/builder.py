@@ -63,6 +63,33 @@ def _caller() -> str:
     return f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else "?"
 
 
+class _Flow(dict):
+    """A step's arguments: written on one line (a YAML flow mapping)."""
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+_Dumper.add_representer(_Flow, lambda d, v: d.represent_mapping("tag:yaml.org,2002:map", v.items(), flow_style=True))
+
+
+def _flow_steps(items: list[Any]) -> list[Any]:
+    out = []
+    for item in items:
+        if isinstance(item, dict) and "do" in item:
+            item = {**item, "do": _flow_steps(item["do"])}
+        elif isinstance(item, dict) and len(item) == 1:
+            key, body = next(iter(item.items()))
+            if key == "residual":
+                body = {k: _flow_steps(v) if k in ("body", "shortcut") else v for k, v in body.items()}
+                item = {key: body}
+            else:
+                item = {key: _Flow(body)}
+        out.append(item)
+    return out
+
+
 class Steps:
     """A list of steps being written in Python (a network's ``steps``, a group's, or a residual's body).
 
@@ -227,8 +254,12 @@ class Recipe:
         return out
 
     def to_yaml(self) -> str:
+        """The recipe as YAML, one step per line as a hand-written recipe has them."""
         head = f"# written by assemble.Recipe ({self.name}); edit the Python that made it, or this file\n"
-        return head + yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=110)
+        data = self.to_dict()
+        for section in ("generator", "discriminator"):
+            data[section]["steps"] = _flow_steps(data[section]["steps"])
+        return head + yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=None, width=110)
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)

@@ -4,7 +4,7 @@
 ``importlib.resources``: no network access (tests/train/test_data.py checks it with sockets disabled).
 The 1797 images are 8x8 with integer pixel values 0..16, mapped to [-1, 1] as ``v / 8 - 1``, then resized to
 S x S with bilinear interpolation (``torch.nn.functional.interpolate(mode="bilinear", align_corners=False,
-antialias=True)``; sizes 16 and 32 upsample, where the antialias flag changes nothing). Bilinear weights are
+antialias=True)``; sizes 16, 32 and 64 upsample, where the antialias flag changes nothing). Bilinear weights are
 convex, so resized values stay in [-1, 1].
 
 ``stacked_digits`` is the "stacked MNIST" of the unrolled-GAN, VEEGAN and PacGAN papers built from these
@@ -22,7 +22,7 @@ from torch import Tensor
 
 from .base import FieldSpec, GanDataset, IndexedImages
 
-DIGIT_SIZES = (8, 16, 32)
+DIGIT_SIZES = (8, 16, 32, 64)
 
 
 @lru_cache(maxsize=1)
@@ -39,7 +39,7 @@ def digit_images(size: int = 16) -> tuple[Tensor, Tensor]:
     """All 1797 scikit-learn digits at ``size`` x ``size``.
 
     Args:
-        size: 8, 16 or 32.
+        size: 8, 16, 32 or 64.
 
     Returns:
         ``(images (1797, 1, S, S) float in [-1, 1], labels (1797,) int64)``; fresh tensors on each call.
@@ -67,7 +67,7 @@ def digits(*, size: int | tuple[int, int] | None = None, seed: int = 0) -> GanDa
     """The 1797 scikit-learn digits, in their shipped order (``seed`` changes nothing: nothing is random).
 
     Args:
-        size: 8, 16 (default) or 32.
+        size: 8, 16 (default), 32 or 64.
         seed: accepted for a uniform interface; unused.
 
     Returns:
@@ -88,7 +88,7 @@ def stacked_digits(*, size: int | tuple[int, int] | None = None, seed: int = 0, 
     classes; for each channel a digit image of the wanted class is drawn uniformly; the order is then shuffled.
 
     Args:
-        size: 8, 16 (default) or 32.
+        size: 8, 16 (default), 32 or 64.
         seed: random seed.
         n: number of samples, at least 1000.
 

@@ -89,7 +89,7 @@ def test_seed_determinism(name, opts):
 # ---------------------------------------------------------------------------------------------- digits
 
 
-@pytest.mark.parametrize("size", [8, 16, 32])
+@pytest.mark.parametrize("size", [8, 16, 32, 64])
 def test_digits_fields_and_range(size):
     ds = make_dataset("digits", size=size)
     assert len(ds) == 1797
@@ -130,9 +130,9 @@ def test_digits_load_without_network(monkeypatch):
     assert images.shape == (1797, 1, 8, 8) and len(labels) == 1797
 
 
-@pytest.mark.parametrize("size", [12, (16, 32), 0, "16", 64])
+@pytest.mark.parametrize("size", [12, (16, 32), 0, "16", 128])
 def test_digits_bad_size(size):
-    with pytest.raises(ValueError, match="8, 16, 32"):
+    with pytest.raises(ValueError, match="8, 16, 32, 64"):
         make_dataset("digits", size=size)
 
 
