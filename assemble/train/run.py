@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from .. import checkpoint as ckpt
 from ..errors import RecipeError
@@ -179,5 +180,8 @@ def _train(opts: RunOptions, world: World) -> dict[str, Any]:
             save_loss_curves(opts.out / "metrics.jsonl", opts.out / "loss.png")
         summary["files"] = sorted(str(p.relative_to(opts.out)) for p in opts.out.rglob("*.png"))
         (opts.out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    if world.active:
+        # every rank leaves together, after the main one's final evaluation (see distributed.shutdown)
+        dist.barrier()
     return summary
 
