@@ -42,11 +42,21 @@ NETWORK_KEYS = ("description", "inputs", "steps", "output", "styles", "stages", 
 STEP_OPTIONS = ("name", "from", "into", "if", "emit")
 MAX_NODES = 20_000  # expanded steps per network: a recipe that needs more is a mistake (or an attack)
 
-_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]*$")
 _REGISTER = re.compile(r"^[A-Za-z_]\w*$")
-# names a part cannot take: they are attributes of the containers (and, at the top, of the network)
-_RESERVED = set(dir(nn.ModuleDict)) | {"spec", "plan", "parts", "stage", "num_stages", "input_specs",
-                                       "output_names", "style_layers", "run", "set_stage", "set_alpha"}
+# names a part cannot take: attributes of the containers, and at the top those of the network
+_RESERVED = set(dir(nn.ModuleDict))
+_NETWORK_ATTRIBUTES = {"spec", "plan", "stage", "num_stages", "input_specs", "output_names", "style_layers"}
+
+
+def _reserved(name: str, top: bool) -> bool:
+    if name in _RESERVED:
+        return True
+    if top:
+        from .network import Network  # imported here: network.py builds on this module's output
+
+        return name in _NETWORK_ATTRIBUTES or hasattr(Network, name)
+    return False
 REMOVED = {
     "when": "'when' was removed: `if` is the one conditional; an `if` that mentions stage is checked at run "
             "time, e.g. if: \"$stage >= 2\"",
@@ -232,10 +242,10 @@ class Expander:
         if isinstance(value, int) and not isinstance(value, bool):
             value = str(value)
         if not isinstance(value, str) or not _NAME.match(value):
-            self.issues.add(path, f"a name is letters, digits and _ (it becomes a module name); found {value!r}",
-                            where)
+            self.issues.add(path, "a name is letters, digits and _, not starting with _ (it becomes a module "
+                            f"name); found {value!r}", where)
             return None
-        if value in _RESERVED or (top and value in ("G", "D")):
+        if _reserved(value, top):
             self.issues.add(path, f"'{value}' is reserved (an attribute of the network's modules); choose "
                             "another name", where)
             return None

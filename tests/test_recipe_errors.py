@@ -151,6 +151,13 @@ CASES: list[tuple[str, Callable[[], dict], str, str]] = [
      "G.conv.name", "a name is letters, digits and _"),
     ("a name the containers use", setter(lambda r: g_steps(r)[2]["conv"].update(name="forward")),
      "G.conv.name", "'forward' is reserved"),
+    ("a name the network uses", setter(lambda r: g_steps(r)[2]["conv"].update(name="parts_after")),
+     "G.conv.name", "'parts_after' is reserved"),
+    ("a private name", setter(lambda r: g_steps(r)[2]["conv"].update(name="_signature")),
+     "G.conv.name", "not starting with _"),
+    ("a variable that fails, used twice", setter(lambda r: (r["vars"].update(bad="$1 // 0"),
+                                                          g_steps(r)[2]["conv"].update(out_channels="$bad"))),
+     "G.conv.out_channels", "variable 'bad' failed: integer division or modulo by zero"),
     ("a registers inside a residual", setter(lambda r: g_steps(r).insert(
         3, {"residual": {"body": [{"conv": {"out_channels": 8, "into": "h"}}]}})),
      "G.residual.body.conv", "inside a residual, steps run in sequence on one tensor"),

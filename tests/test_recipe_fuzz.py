@@ -12,19 +12,23 @@ from hypothesis import strategies as st
 import assemble
 from assemble import RecipeError
 
-# Small, fast recipes (tiny sizes) that exercise loops, registers, residuals, styles, conditioning and stages.
+# Small, fast recipes (tiny sizes) that exercise loops, names, groups, registers, styles, conditioning and
+# stages (ProGAN's stage-aware blocks and runtime conditions).
 SEEDS = {
     "dcgan": {"nz": 8, "ngf": 4, "ndf": 4, "resolution": 16},
     "stylegan2": {"resolution": 8, "channel_base": 32, "channel_max": 8, "z_dim": 8, "w_dim": 8,
                   "mapping_layers": 1},
     "gan_mlp": {"hidden": 4, "g_layers": 1, "d_layers": 1},
+    "progan": {"resolution": 16, "fmap_base": 32, "fmap_max": 8, "z_dim": 8},
+    "biggan": {"resolution": 64, "ch": 2, "attn": 32, "n_classes": 3, "shared_dim": 4, "z_dim": 10},
 }
 BASES = {name: assemble.load(name, overrides=tiny) for name, tiny in SEEDS.items()}
 
 LEAVES = st.one_of(
     st.integers(-3, 70), st.floats(-2, 2, allow_nan=False), st.booleans(), st.none(),
     st.sampled_from(["relu", "conv", "$ch * 2", "$nope", "$[1, 2]", "img", "x", "", "latent(4)", "image(3, 8, 8)",
-                     "$r", "$2 ** 40", "stage > 1", "class(3)", "[", "linear", "w", "{index: next}"]),
+                     "$r", "$2 ** 40", "stage > 1", "class(3)", "[", "linear", "w", "{index: next}",
+                     "$stage >= 1", "$f'b{r}'", "b4", "_x", "forward", "0", "$stage", "relu", "$[]", "$true"]),
     st.lists(st.integers(-1, 9), max_size=3),
     st.just({}), st.just([]),
 )
@@ -62,7 +66,8 @@ def mutated(draw: st.DrawFn) -> dict[str, Any]:
             parent[key] = draw(LEAVES)
         elif op == "rename" and isinstance(parent, dict):
             new = draw(st.sampled_from(["conv", "relux", "linear", "from", "into", "for", "residual", "when",
-                                        "out_channels", "kernel_size", "steps", "inputs", "w", "do", "emit"]))
+                                        "out_channels", "kernel_size", "steps", "inputs", "w", "do", "emit",
+                                        "name", "if", "stop", "programs", "stages", "styles"]))
             parent[new] = parent.pop(key)
         elif op == "number":
             value = parent[key]

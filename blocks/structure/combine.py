@@ -1,4 +1,4 @@
-"""Combinators for the assembler's programs: sum, concatenation, reshapes, global pooling, scale, dropout.
+"""Combinators for recipes' steps over registers: sum, concatenation, reshapes, global pooling, scale, dropout.
 
 Each is a small block with a shape law and errors that name it, so a recipe step such as
 ``add: {from: [img, rgb], into: img}`` is checked like any other block.
