@@ -8,9 +8,11 @@
 
 from .builder import Net, Recipe, Steps
 from .errors import Issue, RecipeError
+from .exporter import export
 from .gan import GAN, build, plan
+from .generator import Generator, load_generator
 from .network import Network
 from .recipe import list_recipes, load
 
-__all__ = ["GAN", "Issue", "Net", "Network", "Recipe", "RecipeError", "Steps", "build", "list_recipes", "load",
-           "plan"]
+__all__ = ["GAN", "Generator", "Issue", "Net", "Network", "Recipe", "RecipeError", "Steps", "build", "export",
+           "list_recipes", "load", "load_generator", "plan"]

@@ -1,4 +1,4 @@
-"""The ``ganforge`` command line: list, describe, show (and train, sample, eval, bench)."""
+"""The ``ganforge`` command line: list, describe, show (and train, sample, eval, export, bench)."""
 
 from __future__ import annotations
 
@@ -240,6 +240,73 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-ema", action="store_true", help="use the raw generator instead of its EMA")
     p.set_defaults(func=_cmd_sample)
+
+
+# ---- export -------------------------------------------------------------------------------------------
+
+
+def _batch_arg(value: str) -> int | None:
+    if value == "dynamic":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--batch takes a number or 'dynamic', got {value!r}") from None
+
+
+def _psi_arg(value: str) -> float | None:
+    if value == "input":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--psi takes a number or 'input', got {value!r}") from None
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .exporter import export
+    from .generator import load_generator
+
+    G = load_generator(args.run, ema=not args.no_ema)
+    if args.stage is not None:
+        G.network.set_stage(args.stage)
+    try:
+        sidecar = export(G, args.format, args.out, batch=args.batch, psi=args.psi, noise=args.noise,
+                         opset=args.opset, check=args.check)
+    except RuntimeError as err:  # a missing optional package: one readable line
+        print(f"ganforge export: {err}", file=sys.stderr)
+        return 2
+    ins = ", ".join(f"{i['name']} {tuple(i['shape'])} {i['dtype']}" for i in sidecar["inputs"])
+    print(f"wrote {args.out} ({args.format}, {sidecar['recipe']} step {sidecar['step']}); inputs: {ins}; "
+          f"output: image {tuple(sidecar['output']['shape'])}; sidecar {args.out}.json")
+    if "check" in sidecar:
+        print("check, relative difference to eager: "
+              + ", ".join(f"{k.replace('_', ' ')} {v:.2e}" for k, v in sidecar["check"].items()))
+    return 0
+
+
+@command
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export", help="export a run's generator to ONNX or torch.export (with a JSON sidecar)",
+        description="Export the EMA generator of a run (or checkpoint) in eval mode. Inputs keep the recipe's "
+                    "names (z, c, seg, ...), the output is 'image' in [-1, 1]; the batch axis is dynamic unless "
+                    "--batch is given. ONNX needs pip install 'ganforge[export]'. See docs/export.md.")
+    p.add_argument("run", help="a run directory (its newest checkpoint) or a checkpoint file")
+    p.add_argument("--format", required=True, choices=["onnx", "torch-export"])
+    p.add_argument("--out", required=True, help="the file to write (.onnx, or .pt2 for torch-export)")
+    p.add_argument("--batch", type=_batch_arg, default=None, help="a fixed batch size, or 'dynamic' (default)")
+    p.add_argument("--psi", type=_psi_arg, default=1.0,
+                   help="truncation folded into the graph (default 1: none), or 'input' for a psi input")
+    p.add_argument("--noise", choices=["const", "input"], default="const",
+                   help="noise layers: their constant noise (default), or one input per layer")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
+    p.add_argument("--stage", type=int, help="progressive recipes: the stage to export (default: the checkpoint's)")
+    p.add_argument("--check", action="store_true",
+                   help="run the exported file (onnxruntime / torch.export.load) against eager and print the "
+                        "relative difference")
+    p.add_argument("--no-ema", action="store_true", help="export the raw generator instead of its EMA")
+    p.set_defaults(func=_cmd_export)
 
 
 # ---- bench --------------------------------------------------------------------------------------------

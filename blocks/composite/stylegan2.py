@@ -151,7 +151,8 @@ class StyleGAN2SynthesisBlock(Block):
 
     def forward(self, x: Tensor | None = None, img: Tensor | None = None, w: Tensor | None = None,
                 noise_mode: str | None = None) -> tuple[Tensor, Tensor | None]:
-        """``noise_mode`` (``"random"``, ``"const"``, ``"none"``) overrides the styled convs' default."""
+        """``noise_mode`` (``"random"``, ``"const"``, ``"none"``, ``"input"``) overrides the styled convs'
+        default."""
         self._check_inputs(x, img, w)
         ws = iter(w.unbind(dim=1) if w.dim() == 3 else [w] * self.style_layers)  # each (B, D)
         if self.const is not None:

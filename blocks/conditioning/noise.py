@@ -10,7 +10,7 @@ from ..registry import CONDITIONING
 
 __all__ = ["NOISE_MODES", "NoiseInjection", "noise_injection"]
 
-NOISE_MODES = ("random", "const", "none")
+NOISE_MODES = ("random", "const", "none", "input")
 
 
 def _size2(size: int | tuple[int, int]) -> tuple[int, int]:
@@ -48,7 +48,8 @@ class NoiseInjection(Block):
     The strength starts at 0, so at init the block is the identity. ``channels=C`` gives StyleGAN's
     per-channel strengths (C,); ``channels=None`` StyleGAN2's single scalar. Modes: ``"random"`` draws new
     noise each call (from torch's global generator); ``"const"`` uses the fixed buffer ``noise_const`` of
-    the given ``resolution`` (for reproducible images); ``"none"`` adds nothing.
+    the given ``resolution`` (for reproducible images); ``"none"`` adds nothing; ``"input"`` uses the tensor
+    last given to :meth:`use_noise` (an exported generator takes the noise as an input this way).
 
     Args:
         channels: per-channel strengths for C channels (StyleGAN), or ``None`` for one scalar (StyleGAN2).
@@ -71,6 +72,11 @@ class NoiseInjection(Block):
             self.register_buffer("noise_const", torch.randn(self.resolution))
         else:
             self.noise_const = None
+        self.noise_input: Tensor | None = None
+
+    def use_noise(self, noise: Tensor | None) -> None:
+        """The noise ``"input"`` mode adds: (B, 1, H, W) or (1, 1, H, W), or None for none."""
+        self.noise_input = noise
 
     def _check_mode(self, mode: str) -> None:
         if mode not in NOISE_MODES:
@@ -85,6 +91,10 @@ class NoiseInjection(Block):
         B, _, H, W = x.shape
         if mode == "random":
             return torch.randn(B, 1, H, W, device=x.device, dtype=x.dtype)
+        if mode == "input":
+            if self.noise_input is not None:
+                self.check(self.noise_input, "B 1 H W", "noise", H=H, W=W)
+            return self.noise_input
         if self.noise_const is None:
             raise self.fail("noise_mode='const' needs the block built with a resolution")
         if self.resolution != (H, W):

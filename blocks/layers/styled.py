@@ -61,7 +61,8 @@ class StyleConv(_Styled):
         activation: a :func:`bias_act` activation (``"lrelu"``, gain √2).
         conv_clamp: clamp after the activation gain (StyleGAN2-ADA: 256 in fp16 layers); ``None`` = off.
         resample_filter: FIR taps for ``up=2``.
-        noise_mode: default ``"random"``, ``"const"`` or ``"none"``; ``forward`` can override it.
+        noise_mode: default ``"random"``, ``"const"``, ``"none"`` or ``"input"`` (see NoiseInjection);
+            ``forward`` can override it.
         impl: formulation of the modulated conv, ``"ref"``, ``"grouped"``, ``"fast"`` or ``"auto"``.
 
     Shape:

@@ -85,3 +85,19 @@ def test_constant_input_initialisation():
     assert sum(p.numel() for p in ConstantInput(512).parameters()) == 512 * 16
     with pytest.raises(ValueError, match=r"^ConstantInput"):
         ConstantInput(8, init="zeros")
+
+
+def test_noise_given_as_an_input():
+    """Mode "input" adds the noise last given to use_noise (an exported generator's noise input), checked."""
+    torch.manual_seed(0)
+    block = NoiseInjection(None, resolution=(4, 5), noise_mode="input")
+    with torch.no_grad():
+        block.strength.fill_(0.5)
+    x = torch.randn(2, 3, 4, 5)
+    assert torch.equal(block(x), x)  # nothing given: nothing added
+    noise = torch.randn(2, 1, 4, 5)
+    block.use_noise(noise)
+    torch.testing.assert_close(block(x), x + 0.5 * noise)
+    block.use_noise(torch.randn(2, 1, 5, 5))
+    with pytest.raises(ShapeError, match="NoiseInjection"):
+        block(x)
