@@ -242,6 +242,42 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_sample)
 
 
+# ---- convert ------------------------------------------------------------------------------------------
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from .convert import ConversionError, convert
+
+    try:
+        summary = convert(args.src, args.format, args.out, recipe=args.recipe, sets=args.sets)
+    except ConversionError as err:
+        print(f"ganforge convert: {err}", file=sys.stderr)
+        return 2
+    nets = ", ".join(summary["networks"])
+    print(f"converted {args.src} ({args.format}) into {args.out}: recipe {summary['recipe']}, networks {nets}, "
+          f"step {summary['step']}; checkpoint {summary['checkpoint']}")
+    return 0
+
+
+@command
+def _add_convert(sub: argparse._SubParsersAction) -> None:
+    from .convert import FORMATS, biggan, dcgan, spade, stylegan2  # noqa: F401  (register the formats)
+
+    p = sub.add_parser(
+        "convert", help="the authors' checkpoints (StyleGAN2-ADA, rosinality, BigGAN-PyTorch, SPADE, DCGAN) as a run",
+        description="Convert a checkpoint of the authors' code into a ganforge run folder (safetensors and the "
+                    "recipe): ganforge sample, export and train --resume work on it. The configuration is read "
+                    "from the checkpoint; nothing in it is executed. See docs/convert.md.")
+    p.add_argument("src", help="the checkpoint file or folder")
+    p.add_argument("--from", dest="format", required=True, choices=sorted(FORMATS), help="its format")
+    p.add_argument("--out", required=True, help="the run folder to write")
+    p.add_argument("--recipe", help="convert into this recipe (default: the format's: stylegan2, biggan, ...)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="a recipe setting the checkpoint does not fix; a different value for one it fixes is an "
+                        "error naming both")
+    p.set_defaults(func=_cmd_convert)
+
+
 # ---- export -------------------------------------------------------------------------------------------
 
 

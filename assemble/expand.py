@@ -38,7 +38,7 @@ from .spec import AUTO, CURRENT, BlockNode, Condition, GroupNode, NetworkSpec, N
 from .validate import check_args
 
 NETWORKS = {"generator": "G", "discriminator": "D"}
-NETWORK_KEYS = ("description", "inputs", "steps", "output", "styles", "stages", "init")
+NETWORK_KEYS = ("description", "inputs", "steps", "output", "styles", "stages", "init", "spectral_norm")
 STEP_OPTIONS = ("name", "from", "into", "if", "emit")
 MAX_NODES = 20_000  # expanded steps per network: a recipe that needs more is a mistake (or an attack)
 
@@ -557,6 +557,7 @@ def expand_network(section_name: str, section: Any, variables: Mapping[str, Any]
             blocks.INITS.entry(init)
         except (UnknownKeyError, TypeError) as err:
             issues.add(f"{net}.init", str(err))
+    sn = _spectral_norm(section.get("spectral_norm"), variables, net, issues)
     if "steps" not in section:
         issues.add(f"{net}.steps", "a network needs steps")
     expander = Expander(net, variables, tuple(styles), stages, issues)
@@ -566,4 +567,27 @@ def expand_network(section_name: str, section: Any, variables: Mapping[str, Any]
     if not isinstance(output, list | tuple) or not output or not all(isinstance(o, str) for o in output):
         issues.add(f"{net}.output", f"output is a register name or a list of them, found {output!r}")
         output = (CURRENT,)
-    return NetworkSpec(net, section_name, inputs, nodes, tuple(output), tuple(styles), stages, init)
+    return NetworkSpec(net, section_name, inputs, nodes, tuple(output), tuple(styles), stages, init, sn)
+
+
+def _spectral_norm(raw: Any, variables: Mapping[str, Any], net: str, issues: Collector) -> dict[str, Any]:
+    """The network's spectral-norm conventions (blocks.configure_spectral_norm): order, eval_iterations."""
+    if raw is None:
+        return {}
+    try:
+        value = resolve(raw, variables)
+    except ExprError as err:
+        issues.add(f"{net}.spectral_norm", str(err))
+        return {}
+    if not isinstance(value, dict) or set(value) - {"order", "eval_iterations"}:
+        issues.add(f"{net}.spectral_norm", f"spectral_norm takes order ({' or '.join(blocks.SN_ORDERS)}) and "
+                                           f"eval_iterations (an integer >= 0); found {value!r}")
+        return {}
+    if "order" in value and value["order"] not in blocks.SN_ORDERS:
+        issues.add(f"{net}.spectral_norm.order", f"expects one of {blocks.SN_ORDERS}, found {value['order']!r}")
+        return {}
+    n = value.get("eval_iterations", 0)
+    if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= 100:
+        issues.add(f"{net}.spectral_norm.eval_iterations", f"expects an integer from 0 to 100, found {n!r}")
+        return {}
+    return dict(value)

@@ -112,5 +112,7 @@ def build(source: str | Path | dict[str, Any], *, sets: list[str] | dict[str, An
         module = Network(spec, plans[net], device)
         if spec.init:
             blocks.INITS.get(spec.init)(module)
+        if spec.spectral_norm:
+            blocks.configure_spectral_norm(module, **spec.spectral_norm)
         nets[net] = module
     return GAN(recipe.get("name", "recipe"), nets["generator"], nets["discriminator"], recipe, plans)

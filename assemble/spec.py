@@ -149,6 +149,7 @@ class NetworkSpec:
     styles: tuple[str, ...] = ()
     stages: int | None = None
     init: str | None = None
+    spectral_norm: dict[str, Any] = field(default_factory=dict)  # blocks.configure_spectral_norm's settings
 
     @property
     def parts(self) -> list[str]:

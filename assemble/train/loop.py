@@ -321,6 +321,15 @@ class Trainer:
         if self.stage is not None:
             for net in [self.G, self.D] + ([self.ema.model] if self.ema else []):
                 net.set_stage(self.stage)
+        if state.get("weights_only"):
+            # A converted checkpoint (ganforge convert): the networks only. Optimisers, RNG and data order
+            # start fresh; the EMA starts from the checkpoint's G_ema, or from G when it has none.
+            ckpt.load_module_tensors("G.", self.G, tensors)
+            ckpt.load_module_tensors("D.", self.D, tensors)
+            if self.ema:
+                has_ema = any(k.startswith("G_ema.") for k in tensors)
+                ckpt.load_module_tensors("G_ema." if has_ema else "G.", self.ema.model, tensors)
+            return
         self.order.load_state(state["order"])
         ckpt.load_module_tensors("G.", self.G, tensors)
         ckpt.load_module_tensors("D.", self.D, tensors)

@@ -13,7 +13,7 @@ from torch.nn.utils import parametrizations, parametrize
 from ..core import Block, Example, Shape, Sizes
 from ..registry import NORMS
 
-__all__ = ["SpectralNorm", "spectral_norm"]
+__all__ = ["SN_ORDERS", "SpectralNorm", "configure_spectral_norm", "spectral_norm"]
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -21,12 +21,17 @@ _TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, *_TRANSPOSED)
 
 
+SN_ORDERS = ("u_first", "v_first")
+
+
 def spectral_norm(module: M, name: str = "weight", n_power_iterations: int = 1, eps: float = 1e-12) -> M:
     """Reparametrise ``module.<name>`` as W / σ(W), σ estimated by power iteration.
 
     Miyato et al. 2018, "Spectral Normalization for GANs", Algorithm 1: one power iteration per training
-    forward pass, with the vector u persisted between calls. This uses torch's parametrization, which
-    costs the same as the older hook (see benchmarks) and works with ``torch.compile`` and DDP.
+    forward pass, with the vector u persisted between calls. This is torch's parametrization (the same
+    state-dict layout: ``parametrizations.weight.original`` and the vectors ``0._u``, ``0._v``), which
+    costs the same as the older hook (see benchmarks) and works with ``torch.compile`` and DDP, with the
+    two conventions in which reference codes differ as settings (:func:`configure_spectral_norm`).
 
     Args:
         module: a module with a weight of 2 or more dims (conv weights are reshaped to (out, -1)).
@@ -36,24 +41,76 @@ def spectral_norm(module: M, name: str = "weight", n_power_iterations: int = 1, 
             pass 1e-6, its CIFAR script 1e-8).
     """
     dim = 1 if isinstance(module, _TRANSPOSED) else 0
-    weight = getattr(module, name, None)
-    if isinstance(weight, Tensor) and weight.is_meta:
-        parametrize.register_parametrization(module, name, _MetaSpectralNorm(weight, n_power_iterations, dim,
-                                                                             eps))
-        return module
-    return parametrizations.spectral_norm(module, name, n_power_iterations=n_power_iterations, eps=eps,
-                                          dim=dim)
+    weight = getattr(module, name)
+    parametrize.register_parametrization(module, name, _SpectralNorm(weight, n_power_iterations, dim, eps))
+    return module
 
 
-class _MetaSpectralNorm(parametrizations._SpectralNorm):
-    """torch's spectral-norm parametrization for a ``meta`` weight: the same buffers and state-dict layout,
-    without the power iterations (15 warm-up steps when attached), which have nothing to estimate on
-    meta and cost ~50 ms per layer through the meta decompositions -- seconds for a recipe that builds
-    every block on meta to count its parameters (BigGAN has 100+ normalised layers)."""
+def configure_spectral_norm(module: nn.Module, order: str | None = None, eval_iterations: int | None = None) -> int:
+    """Set the power-iteration conventions of every spectral norm inside ``module``; returns how many.
 
+    The references differ in two ways, and reproducing a reference checkpoint needs its convention:
+
+    - ``order``: ``"u_first"`` (torch's parametrization: ``u = n(W v)``, then ``v = n(Wᵀ u)``) or
+      ``"v_first"`` (torch's older ``torch.nn.utils.spectral_norm`` hook, which SPADE uses, and
+      BigGAN-PyTorch's ``layers.SN``: ``v = n(Wᵀ u)``, then ``u = n(W v)``);
+    - ``eval_iterations``: power iterations in eval mode, not stored (0: torch and SPADE; 1:
+      BigGAN-PyTorch, which iterates from its stored u on every forward and writes u back only in training).
+
+    σ is ``uᵀ W v`` in every case.
+    """
+    if order is not None and order not in SN_ORDERS:
+        raise ValueError(f"spectral norm order must be one of {SN_ORDERS}, got {order!r}")
+    if eval_iterations is not None and (not isinstance(eval_iterations, int) or eval_iterations < 0):
+        raise ValueError(f"eval_iterations must be a non-negative integer, got {eval_iterations!r}")
+    n = 0
+    for m in module.modules():
+        if isinstance(m, _SpectralNorm):
+            if order is not None:
+                m.order = order
+            if eval_iterations is not None:
+                m.eval_iterations = eval_iterations
+            n += 1
+    return n
+
+
+class _SpectralNorm(parametrizations._SpectralNorm):
+    """torch's spectral-norm parametrization with the references' conventions (see
+    :func:`configure_spectral_norm`), and on a ``meta`` weight without power iterations: they have nothing
+    to estimate there and cost ~50 ms per layer through the meta decompositions -- seconds for a recipe
+    that builds every block on meta to count its parameters (BigGAN has 100+ normalised layers)."""
+
+    order: str = "u_first"  # class defaults: torch runs the 15 warm-up iterations inside __init__
+    eval_iterations: int = 0
+
+    def _iterate(self, weight_mat: Tensor, u: Tensor, v: Tensor, n: int, out: bool) -> tuple[Tensor, Tensor]:
+        for _ in range(n):
+            if self.order == "u_first":
+                u = F.normalize(torch.mv(weight_mat, v), dim=0, eps=self.eps, out=u if out else None)
+                v = F.normalize(torch.mv(weight_mat.H, u), dim=0, eps=self.eps, out=v if out else None)
+            else:
+                v = F.normalize(torch.mv(weight_mat.H, u), dim=0, eps=self.eps, out=v if out else None)
+                u = F.normalize(torch.mv(weight_mat, v), dim=0, eps=self.eps, out=u if out else None)
+        return u, v
+
+    @torch.autograd.no_grad()
     def _power_method(self, weight_mat: Tensor, n_power_iterations: int) -> None:
-        if not weight_mat.is_meta:
-            super()._power_method(weight_mat, n_power_iterations)
+        if not weight_mat.is_meta:  # in place, as torch does (DataParallel replicas share the buffers)
+            self._iterate(weight_mat, self._u, self._v, n_power_iterations, out=True)
+
+    def forward(self, weight: Tensor) -> Tensor:
+        if weight.ndim == 1:
+            return F.normalize(weight, dim=0, eps=self.eps)
+        weight_mat = self._reshape_weight_to_matrix(weight)
+        if self.training:
+            self._power_method(weight_mat, self.n_power_iterations)
+        u = self._u.clone(memory_format=torch.contiguous_format)
+        v = self._v.clone(memory_format=torch.contiguous_format)
+        if not self.training and self.eval_iterations:
+            with torch.no_grad():  # BigGAN-PyTorch's eval: iterate from the stored u, store nothing
+                u, v = self._iterate(weight_mat.detach(), u, v, self.eval_iterations, out=False)
+        sigma = torch.vdot(u, torch.mv(weight_mat, v))
+        return weight / sigma
 
 
 @NORMS.register("spectral_norm", paper="Miyato et al. 2018, Spectral Normalization for GANs, Algorithm 1")

@@ -1,6 +1,6 @@
 """StyleGAN2 composite blocks: parameter counts from NVlabs' layer formulas, sub-module names, forwards
 written by hand from NVlabs' ``SynthesisBlock``/``DiscriminatorBlock``/``DiscriminatorEpilogue``, and the
-outputs of the authors' own networks (stylegan2-ada-pytorch, ``tests/fixtures/stylegan2_ada_32``)."""
+outputs of the authors' own networks (stylegan2-ada-pytorch, ``tests/fixtures/converters/stylegan2_ada_32``)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from blocks import ShapeError, StyleGAN2DBlock, StyleGAN2DEpilogue, StyleGAN2SynthesisBlock
 
-FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "stylegan2_ada_32"
+FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "converters" / "stylegan2_ada_32"
 SQRT_HALF = math.sqrt(0.5)
 
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from blocks import Conv2dLayer, ConvTranspose2dLayer, EmbeddingLayer, LinearLayer, SpectralNorm
+from blocks import Conv2dLayer, ConvTranspose2dLayer, EmbeddingLayer, LinearLayer, SpectralNorm, configure_spectral_norm
 
 
 def sigma_max(w: torch.Tensor, dim: int = 0) -> torch.Tensor:
@@ -136,14 +136,75 @@ def test_sn_on_meta_skips_the_warm_up_but_keeps_the_layout():
     nothing to estimate -- while the state-dict layout is torch's; on a real weight they still run."""
     from unittest import mock
 
-    from torch.nn.utils import parametrizations
+    from blocks.norms.spectral import _SpectralNorm
 
     real = {k: tuple(v.shape) for k, v in Conv2dLayer(3, 8, sn=True).state_dict().items()}
-    with mock.patch.object(parametrizations._SpectralNorm, "_power_method", autospec=True) as power:
+    with mock.patch.object(_SpectralNorm, "_iterate", autospec=True, side_effect=_SpectralNorm._iterate) as power:
         with torch.device("meta"):
             layer = Conv2dLayer(3, 8, sn=True)
         assert power.call_count == 0
         Conv2dLayer(3, 8, sn=True)
-        assert 15 in [c.args[2] for c in power.call_args_list]  # the warm-up on a real weight
+        assert 15 in [c.args[4] for c in power.call_args_list]  # the warm-up on a real weight
     assert {k: tuple(v.shape) for k, v in layer.state_dict().items()} == real
     assert layer.conv.weight.is_meta and layer.conv.parametrizations.weight[0]._u.shape == (8,)
+
+
+def _old_hook_and_ours(order: str):
+    """torch's older spectral_norm hook (v first, as SPADE) and our parametrization, same weight and u, v."""
+    torch.manual_seed(0)
+    old = nn.utils.spectral_norm(nn.Conv2d(3, 5, 3, padding=1))
+    ours = Conv2dLayer(3, 5, sn=True)
+    sn = ours.conv.parametrizations.weight
+    with torch.no_grad():
+        sn.original.copy_(old.weight_orig)
+        ours.conv.bias.copy_(old.bias)
+        sn[0]._u.copy_(old.weight_u)
+        sn[0]._v.copy_(old.weight_v)
+    configure_spectral_norm(ours, order=order)
+    return old, ours
+
+
+def test_v_first_reproduces_the_older_hook_in_training_and_eval():
+    """SPADE's checkpoints (torch.nn.utils.spectral_norm) continue exactly: eval from the stored u, v; each
+    training forward one iteration v = n(Wᵀu), then u = n(Wv)."""
+    x = torch.randn(2, 3, 6, 6)
+    old, ours = _old_hook_and_ours("v_first")
+    old.eval(), ours.eval()
+    torch.testing.assert_close(ours(x), old(x), rtol=1e-6, atol=1e-6)
+    old.train(), ours.train()
+    for _ in range(3):
+        torch.testing.assert_close(ours(x), old(x), rtol=1e-6, atol=1e-6)
+    _, torch_order = _old_hook_and_ours("u_first")
+    torch_order.train()
+    old2, _ = _old_hook_and_ours("u_first")
+    old2.train()
+    assert not torch.allclose(torch_order(x), old2(x), rtol=1e-7, atol=1e-7)  # the order matters in training
+
+
+def test_eval_iterations_reproduce_biggan_pytorch():
+    """BigGAN-PyTorch's layers.SN in eval: v = n(u W), u = n(v Wᵀ) from the stored u, σ = v Wᵀ uᵀ, u not
+    written; in training the same, and u is written."""
+    layer = LinearLayer(6, 4, sn=True)
+    configure_spectral_norm(layer, order="v_first", eval_iterations=1)
+    sn = layer.linear.parametrizations.weight
+    W = sn.original.detach()
+    u0 = torch.randn(4)
+    with torch.no_grad():
+        sn[0]._u.copy_(u0)
+
+    def biggan_sigma(u):
+        v = F.normalize(u @ W, dim=0, eps=1e-12)
+        u = F.normalize(v @ W.t(), dim=0, eps=1e-12)
+        return (v @ W.t()) @ u, u
+
+    want, u1 = biggan_sigma(u0)
+    layer.eval()
+    for _ in range(2):  # eval never moves u
+        torch.testing.assert_close(layer.linear.weight, W / want)
+        torch.testing.assert_close(sn[0]._u, u0)
+    layer.train()
+    torch.testing.assert_close(layer.linear.weight, W / want)  # the same σ, and u is written
+    torch.testing.assert_close(sn[0]._u, u1)
+    assert configure_spectral_norm(nn.Sequential(layer, LinearLayer(4, 2, sn=True)), order="u_first") == 2
+    with pytest.raises(ValueError, match="order must be one of"):
+        configure_spectral_norm(layer, order="w_first")
