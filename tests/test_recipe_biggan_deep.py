@@ -19,7 +19,7 @@ D_IN, D_OUT, D_RES = [1, 2, 4, 8, 16], [2, 4, 8, 16, 16], [64, 32, 16, 8, 4]
 
 def reference_counts(ch: int = 128, depth: int = 2, dim_z: int = 128, shared_dim: int = 128,
                      n_classes: int = 1000, attention: int = 64, channel_ratio: int = 4,
-                     bottom_width: int = 4, rgb_channels: int = 128) -> tuple[int, int]:
+                     bottom_width: int = 4, rgb_channels: int = 3) -> tuple[int, int]:
     """Trainable parameters of BigGANdeep.py's Generator and Discriminator, from their layer definitions
     (G_shared, hier, G_param = D_param = 'SN'; spectral norm adds buffers only)."""
 
@@ -52,7 +52,7 @@ def reference_counts(ch: int = 128, depth: int = 2, dim_z: int = 128, shared_dim
         g += sum(g_block(i, i if g_index < depth - 1 else o) for g_index in range(depth))
         if r == attention:
             g += attention_(o)
-    g += 2 * G_OUT[-1] * ch + sn_conv2d(G_OUT[-1] * ch, rgb_channels)  # output_layer: bn, SNConv2d(ch, 128)
+    g += 2 * G_OUT[-1] * ch + sn_conv2d(G_OUT[-1] * ch, rgb_channels)  # output_layer: bn, SNConv2d(ch, 3)
 
     d = sn_conv2d(3, D_IN[0] * ch)  # input_conv
     for i, o, r in zip(D_IN, D_OUT, D_RES):
@@ -79,18 +79,18 @@ def tiny():
 
 
 def test_reference_formula_and_compare_gan():
-    g, d = reference_counts()
-    assert (g, d) == (50_388_609, 34_590_210)
     # google/compare_gan compare_gan/architectures/resnet_biggan_deep_test.py asserts G 50244484 and
-    # D 34590210: the same D, and the same G except that its last conv maps 128 channels to 3, not 128.
-    assert d == 34_590_210
-    assert reference_counts(rgb_channels=3)[0] == 50_244_484
+    # D 34590210, as BigGANdeep.py at commit 9845943 (its output conv maps to 3 channels)
+    assert reference_counts() == (50_244_484, 34_590_210)
+    assert reference_counts(rgb_channels=128)[0] == 50_388_609  # the TF Hub port's 128-channel conv_to_rgb
 
 
 def test_canonical_parameter_counts(canonical):
     _, _, plans = canonical
-    assert totals(plans["generator"])["params"] == 50_388_609
+    assert totals(plans["generator"])["params"] == 50_244_484
     assert totals(plans["discriminator"])["params"] == 34_590_210
+    _, _, port = assemble.plan("biggan_deep", out_conv_channels=128)  # h[:, :3] of a 128-channel conv
+    assert totals(port["generator"])["params"] == 50_388_609
 
 
 def test_module_tree_follows_biggandeep(canonical):
@@ -98,7 +98,7 @@ def test_module_tree_follows_biggandeep(canonical):
     G.output_layer (bn, relu, conv to 128); D.input_conv, D.blocks[k][0..1] (DBlocks) and [2], the head."""
     _, specs, plans = canonical
     g, d = specs["generator"], specs["discriminator"]
-    assert g.parts == ["shared", "concat", "linear", "reshape", "blocks", "output_layer", "keep_channels", "tanh"]
+    assert g.parts == ["shared", "concat", "linear", "reshape", "blocks", "output_layer", "tanh"]
     g_blocks = [[(c.name, c.key) for c in k.children] for k in g.nodes[4].children]
     two = [("0", "biggan_deep_g_block"), ("1", "biggan_deep_g_block")]
     assert g_blocks == [two] * 3 + [[*two, ("2", "self_attention")]] + [two]
@@ -111,7 +111,7 @@ def test_module_tree_follows_biggandeep(canonical):
         assert (second["in_channels"], second["out_channels"], second["upsample"]) == (
             128 * G_IN[k], 128 * G_OUT[k], True)
         assert first["y_dim"] == second["y_dim"] == 256  # ccbn input_size = shared_dim + dim_z
-    assert g_args["output_layer.2"]["out_channels"] == 128 and g_args["keep_channels"]["channels"] == 3
+    assert g_args["output_layer.2"]["out_channels"] == 3  # which_conv(out_channels[-1], 3) at commit 9845943
 
     assert d.parts == ["input_conv", "blocks", "relu", "global_sum_pool", "head"]
     d_blocks = [[c.key for c in k.children] for k in d.nodes[1].children]
@@ -130,7 +130,7 @@ def test_module_tree_follows_biggandeep(canonical):
                 assert args["sn_eps"] == 1e-6, path
 
 
-def test_every_batch_norm_and_the_linear_read_z_then_y(tiny):
+def test_every_batch_norm_and_the_linear_read_y_then_z(tiny):
     gan, v = tiny
     G = gan.G
     seen, linear_in = [], []
@@ -150,12 +150,12 @@ def test_every_batch_norm_and_the_linear_read_z_then_y(tiny):
     finally:
         for h in hooks:
             h.remove()
-    want = torch.cat([z, G.shared.embed.weight[c]], dim=1)  # hier: cat([z, y]), z first
+    want = torch.cat([G.shared.embed.weight[c], z], dim=1)  # hier: cat([y, z]), the class embedding first
     assert len(seen) == 4 * 2 * 5
     for y in [linear_in[0], *seen]:
         torch.testing.assert_close(y, want, rtol=0, atol=0)
-    assert rgb[0].shape[1] == 128 and img.shape[1] == 3
-    torch.testing.assert_close(img, torch.tanh(rgb[0][:, :3]))  # the first 3 of 128 channels
+    assert rgb[0].shape[1] == 3 and img.shape[1] == 3
+    torch.testing.assert_close(img, torch.tanh(rgb[0]))
 
 
 def test_class_reaches_the_projection_head(tiny):

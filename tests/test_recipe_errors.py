@@ -163,6 +163,9 @@ CASES: list[tuple[str, Callable[[], dict], str, str]] = [
      "G.residual.body.conv", "inside a residual, steps run in sequence on one tensor"),
     ("a loop too long", setter(lambda r: g_steps(r).insert(3, {"for": {"i": "$range(30000)"}, "do": ["relu"]})),
      "G.for", "a loop of 30,000 iterations"),
+    ("a spectral-norm convention that does not exist", setter(lambda r: r["generator"].update(
+        spectral_norm={"order": "w_first"})),
+     "G.spectral_norm.order", "expects one of ('u_first', 'v_first'), found 'w_first'"),
     ("a group without steps", setter(lambda r: g_steps(r).insert(3, {"name": "block"})),
      "G", "'name' is a step option, not a block: a named group is {name: g, do: [steps]}"),
 ]
