@@ -323,12 +323,15 @@ class Trainer:
                 net.set_stage(self.stage)
         if state.get("weights_only"):
             # A converted checkpoint (ganforge convert): the networks only. Optimisers, RNG and data order
-            # start fresh; the EMA starts from the checkpoint's G_ema, or from G when it has none.
-            ckpt.load_module_tensors("G.", self.G, tensors)
-            ckpt.load_module_tensors("D.", self.D, tensors)
+            # start fresh; the EMA starts from the checkpoint's G_ema, or from G when it has none; G starts from
+            # G_ema when only that was released (rosinality's convert_weight.py files); D starts from its
+            # initialisation when the authors released a generator alone (SPADE's pretrained models).
+            has = {net: any(k.startswith(f"{net}.") for k in tensors) for net in ("G", "G_ema", "D")}
+            ckpt.load_module_tensors("G." if has["G"] else "G_ema.", self.G, tensors)
+            if has["D"]:
+                ckpt.load_module_tensors("D.", self.D, tensors)
             if self.ema:
-                has_ema = any(k.startswith("G_ema.") for k in tensors)
-                ckpt.load_module_tensors("G_ema." if has_ema else "G.", self.ema.model, tensors)
+                ckpt.load_module_tensors("G_ema." if has["G_ema"] else "G.", self.ema.model, tensors)
             return
         self.order.load_state(state["order"])
         ckpt.load_module_tensors("G.", self.G, tensors)
