@@ -26,11 +26,33 @@ from ..registry import COMPOSITE
 from ..resample.fir import DEFAULT_IMPL, downsample2d, setup_filter, upsample2d
 from ..structure.minibatch import MinibatchStdDev
 
-__all__ = ["StyleGAN2DBlock", "StyleGAN2DEpilogue", "StyleGAN2SynthesisBlock"]
+__all__ = ["StyleGAN2DBlock", "StyleGAN2DEpilogue", "StyleGAN2SynthesisBlock", "force_fp32"]
 
 STYLEGAN2 = "Karras et al. 2020, Analyzing and Improving the Image Quality of StyleGAN (StyleGAN2)"
 ARCHITECTURES = ("orig", "skip", "resnet")
 SQRT_HALF = math.sqrt(0.5)  # the residual branches' gain: keeps the variance of the sum (sec. 4.1)
+# StyleGAN2-ADA's mixed precision (``use_fp16``) computes in bfloat16 here, on every device: it has float32's
+# exponent range, so NVlabs' float16 safeguards (pre-normalised modulation weights) are not needed.
+HALF = torch.bfloat16
+
+
+def _compute_dtype(use_fp16: bool, dtype: torch.dtype) -> torch.dtype:
+    """The dtype a block computes in: ``HALF`` for a ``use_fp16`` block given float32, else the input's."""
+    return HALF if use_fp16 and dtype == torch.float32 else dtype
+
+
+def force_fp32(module: torch.nn.Module, enabled: bool = True) -> int:
+    """Run every ``use_fp16`` StyleGAN2 block in ``module`` in float32 (``enabled``), or in bfloat16 again.
+
+    NVlabs' ``force_fp32``: a network trained with ``num_fp16_res`` (StyleGAN2-ADA) then computes in full
+    precision, its ``conv_clamp`` still applied, and gives the float32 function of its weights. Returns the
+    number of blocks switched.
+    """
+    blocks = [m for m in module.modules() if isinstance(m, StyleGAN2SynthesisBlock | StyleGAN2DBlock)
+              and (m.use_fp16 or getattr(m, "_fp16_forced_off", False))]
+    for m in blocks:
+        m.use_fp16, m._fp16_forced_off = not enabled, enabled
+    return len(blocks)
 
 
 def _check_architecture(block: Block, architecture: str) -> None:
@@ -60,11 +82,16 @@ class StyleGAN2SynthesisBlock(Block):
     block's toRGB shares its w with the next block's conv0 (NVlabs' ``w_idx``). A single w (B, w_dim) is
     used for every layer.
 
-    Deviations from NVlabs: computation stays in the input's dtype (NVlabs casts ``img`` to float32 and
-    picks float16 per block with ``use_fp16``; here precision is the caller's choice, e.g. autocast), so
-    there are no ``use_fp16``/``fp16_channels_last`` arguments; the modulated conv's formulation is chosen
-    by ``impl`` (``"grouped"`` in the layers is NVlabs' ``fused_modconv``) instead of ``fused_modconv``;
-    ``w`` may also be (B, w_dim); an ``x`` given to the first block is an error (NVlabs ignores it).
+    Mixed precision (StyleGAN2-ADA's ``use_fp16``, on the top ``num_fp16_res`` resolutions): a
+    ``use_fp16`` block given float32 computes its features in bfloat16 and adds its toRGB output to the image
+    in float32, as NVlabs keeps ``img`` in float32.
+
+    Deviations from NVlabs: ``use_fp16`` computes in bfloat16, not float16 (see ``HALF``), and hands ``x``
+    back in the dtype it came in (NVlabs passes float16 on; the next block's cast gives the same values);
+    otherwise computation stays in the input's dtype (the caller's choice, e.g. autocast); no
+    ``fp16_channels_last``; the modulated conv's formulation is chosen by ``impl`` (``"grouped"`` in the
+    layers is NVlabs' ``fused_modconv``) instead of ``fused_modconv``; ``w`` may also be (B, w_dim); an
+    ``x`` given to the first block is an error (NVlabs ignores it).
 
     Args:
         in_channels: channels of the incoming features; 0 = the first block (starts from ``const``).
@@ -78,6 +105,7 @@ class StyleGAN2SynthesisBlock(Block):
         resample_filter: 1-D FIR taps for upsampling (``[1, 3, 3, 1]``).
         conv_clamp: clamp the conv outputs to ±conv_clamp (StyleGAN2-ADA: 256 in float16 layers); None = off.
         use_noise: add per-pixel noise in the styled convs.
+        use_fp16: compute in reduced precision (bfloat16) when given float32 (StyleGAN2-ADA's fp16 blocks).
         impl: ``"auto"``, ``"ref"`` or ``"fast"``, passed to every layer and used for the image upsampling.
 
     Shape:
@@ -95,7 +123,7 @@ class StyleGAN2SynthesisBlock(Block):
     def __init__(self, in_channels: int, out_channels: int, w_dim: int = 512, *, resolution: int,
                  img_channels: int = 3, is_last: bool = False, architecture: str = "skip",
                  resample_filter: Sequence[float] = (1, 3, 3, 1), conv_clamp: float | None = None,
-                 use_noise: bool = True, impl: str = "auto"):
+                 use_noise: bool = True, use_fp16: bool = False, impl: str = "auto"):
         super().__init__()
         _check_architecture(self, architecture)
         if in_channels < 0 or out_channels < 1 or resolution < 1:
@@ -105,7 +133,7 @@ class StyleGAN2SynthesisBlock(Block):
             raise self.fail(f"a block that upsamples x2 needs an even resolution, got {resolution}")
         self.in_channels, self.out_channels, self.w_dim = in_channels, out_channels, w_dim
         self.resolution, self.img_channels = resolution, img_channels
-        self.is_last, self.architecture = is_last, architecture
+        self.is_last, self.architecture, self.use_fp16 = is_last, architecture, use_fp16
         self.register_buffer("resample_filter", setup_filter(resample_filter))
         self.num_conv = self.num_torgb = 0
         self.const = self.conv0 = self.torgb = self.skip = None
@@ -155,24 +183,27 @@ class StyleGAN2SynthesisBlock(Block):
         default."""
         self._check_inputs(x, img, w)
         ws = iter(w.unbind(dim=1) if w.dim() == 3 else [w] * self.style_layers)  # each (B, D)
+        dtype = w.dtype if x is None else x.dtype
+        compute = _compute_dtype(self.use_fp16, dtype)
         if self.const is not None:
-            x = self.const.to(w.dtype).unsqueeze(0).repeat(w.shape[0], 1, 1, 1)  # (B, C, H, W)
+            x = self.const.to(compute).unsqueeze(0).repeat(w.shape[0], 1, 1, 1)  # (B, C, H, W)
             x = self.conv1(x, next(ws), noise_mode=noise_mode)
         elif self.skip is not None:
+            x = x.to(compute)
             y = self.skip(x, output_gain=SQRT_HALF)  # (B, C_out, H, W)
             x = self.conv0(x, next(ws), noise_mode=noise_mode)
             x = self.conv1(x, next(ws), noise_mode=noise_mode, output_gain=SQRT_HALF)
             x = y + x
         else:
-            x = self.conv0(x, next(ws), noise_mode=noise_mode)
+            x = self.conv0(x.to(compute), next(ws), noise_mode=noise_mode)
             x = self.conv1(x, next(ws), noise_mode=noise_mode)
         if img is not None:
             img = self.dispatch(img.device, img.dtype,
                                 lambda impl: upsample2d(img, self.resample_filter, impl=impl))  # (B, 3, H, W)
         if self.torgb is not None:
-            y = self.torgb(x, next(ws))
+            y = self.torgb(x, next(ws)).to(dtype if img is None else img.dtype)
             img = y if img is None else img + y
-        return x, img
+        return x.to(dtype), img
 
     def out_shape(self, x: Shape | None = None, img: Shape | None = None,
                   w: Shape | None = None) -> list[Shape | None]:
@@ -214,10 +245,14 @@ class StyleGAN2DBlock(Block):
     ``"resnet"`` (StyleGAN2's discriminator) returns ``skip(x)·√½ + conv1(conv0(x))·√½``, ``skip`` a 1x1
     conv without bias that downsamples (blur, then stride 2) and the gains applied inside the layers.
 
+    Mixed precision: a ``use_fp16`` block given float32 computes in bfloat16 (StyleGAN2-ADA's fp16 blocks,
+    see ``HALF``) and hands ``x`` (and the skip architecture's ``img``) back in the dtype they came in.
+
     Deviations from NVlabs: no ``first_layer_idx``/``freeze_layers`` (Freeze-D registers frozen weights as
     buffers there; here freeze parameters with ``requires_grad_(False)``, which keeps the state_dict the
-    same); no ``use_fp16``/``fp16_channels_last``: computation stays in the input's dtype; an ``x`` given to
-    the first block, or an ``img`` given to a block without ``fromrgb``, is an error (NVlabs ignores them).
+    same); ``use_fp16`` means bfloat16, not float16; no ``fp16_channels_last``; otherwise computation stays
+    in the input's dtype; an ``x`` given to the first block, or an ``img`` given to a block without
+    ``fromrgb``, is an error (NVlabs ignores them).
 
     Args:
         in_channels: channels of the incoming features; 0 = the first block (reads the image). Otherwise
@@ -230,6 +265,7 @@ class StyleGAN2DBlock(Block):
         activation: activation of the convs (``"lrelu"``, gain √2).
         resample_filter: 1-D FIR taps for downsampling (``[1, 3, 3, 1]``).
         conv_clamp: clamp the conv outputs to ±conv_clamp; None = off.
+        use_fp16: compute in reduced precision (bfloat16) when given float32 (StyleGAN2-ADA's fp16 blocks).
         impl: ``"auto"``, ``"ref"`` or ``"fast"``, passed to every layer and used for the image downsampling.
 
     Shape:
@@ -245,7 +281,7 @@ class StyleGAN2DBlock(Block):
     def __init__(self, in_channels: int, tmp_channels: int, out_channels: int, resolution: int,
                  img_channels: int = 3, architecture: str = "resnet", activation: str = "lrelu",
                  resample_filter: Sequence[float] = (1, 3, 3, 1), conv_clamp: float | None = None,
-                 impl: str = "auto"):
+                 use_fp16: bool = False, impl: str = "auto"):
         super().__init__()
         _check_architecture(self, architecture)
         if in_channels not in (0, tmp_channels):
@@ -255,6 +291,7 @@ class StyleGAN2DBlock(Block):
             raise self.fail(f"resolution should be at least 2 (the block downsamples x2), got {resolution}")
         self.in_channels, self.tmp_channels, self.out_channels = in_channels, tmp_channels, out_channels
         self.resolution, self.img_channels, self.architecture = resolution, img_channels, architecture
+        self.use_fp16 = use_fp16
         self.register_buffer("resample_filter", setup_filter(resample_filter))
         self.fromrgb = self.skip = None
         # Sub-modules in NVlabs' order: fromrgb, conv0, conv1, skip.
@@ -294,12 +331,16 @@ class StyleGAN2DBlock(Block):
 
     def forward(self, x: Tensor | None = None, img: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         self._check_inputs(x, img)
+        dtype = (img if x is None else x).dtype
+        compute = _compute_dtype(self.use_fp16, dtype)
+        x = None if x is None else x.to(compute)
         if self.fromrgb is not None:
+            img_dtype, img = img.dtype, img.to(compute)
             y = self.fromrgb(img)  # (B, tmp, H, W)
             x = y if x is None else x + y
             if self.architecture == "skip":
                 img = self.dispatch(img.device, img.dtype, lambda impl: downsample2d(
-                    img, self.resample_filter, impl=impl))  # (B, 3, H/2, W/2)
+                    img, self.resample_filter, impl=impl)).to(img_dtype)  # (B, 3, H/2, W/2)
             else:
                 img = None
         if self.skip is not None:
@@ -309,7 +350,7 @@ class StyleGAN2DBlock(Block):
             x = y + x
         else:
             x = self.conv1(self.conv0(x))
-        return x, img
+        return x.to(dtype), img
 
     def out_shape(self, x: Shape | None = None, img: Shape | None = None) -> list[Shape | None]:
         B = _first_shape(x, img)[0]

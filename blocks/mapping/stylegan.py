@@ -53,12 +53,16 @@ class MappingNetwork(Block):
     then truncated toward ``w_avg`` when ``truncation_psi != 1``. At z_dim = w_dim = 512, 8 layers,
     c_dim = 0 it holds 2,101,248 parameters, as the reference.
 
+    With ``z_dim=0`` the network maps the label alone (NVlabs' conditional discriminator maps c to its
+    ``cmap`` this way: ``mapping(None, c)``); ``w_avg`` is a buffer only while it is tracked
+    (``w_avg_beta`` not None), as NVlabs registers it.
+
     Deviations: the computation keeps the input's dtype (NVlabs casts to float32); ``w_avg`` exists even
     without broadcasting (as in StyleGAN3), so truncation also works on (B, D) outputs; ``c`` may be
     given as class indices (B,), one-hot encoded here.
 
     Args:
-        z_dim: latent dimension (512).
+        z_dim: latent dimension (512); 0 = no latent, the label alone (needs ``c_dim > 0``).
         w_dim: style dimension (512).
         c_dim: label dimension, 0 = unconditional (then ``c`` is not consumed).
         num_ws: broadcast w to this many style layers, output (B, num_ws, w_dim); ``None`` = (B, w_dim).
@@ -70,7 +74,7 @@ class MappingNetwork(Block):
         w_avg_beta: decay of the tracked average of w (0.995); ``None`` = do not track.
 
     Shape:
-        - z: (B, D) with D = z_dim.
+        - z: (B, D) with D = z_dim; absent when z_dim = 0.
         - c: (B, c_dim) float, or (B,) int class indices; only when c_dim > 0.
         - output: (B, w_dim), or (B, num_ws, w_dim) when num_ws is set.
     """
@@ -79,9 +83,9 @@ class MappingNetwork(Block):
                  num_layers: int = 8, embed_features: int | None = None, layer_features: int | None = None,
                  activation: str = "lrelu", lr_mul: float = 0.01, w_avg_beta: float | None = 0.995):
         super().__init__()
-        if z_dim < 1 or num_layers < 1:
-            raise self.fail(f"z_dim and num_layers should be >= 1, got z_dim={z_dim}, "
-                            f"num_layers={num_layers}")
+        if z_dim < 0 or c_dim < 0 or z_dim + c_dim < 1 or num_layers < 1:
+            raise self.fail(f"expected z_dim >= 0 and c_dim >= 0, not both 0, and num_layers >= 1; got "
+                            f"z_dim={z_dim}, c_dim={c_dim}, num_layers={num_layers}")
         self.z_dim, self.w_dim, self.c_dim, self.num_ws = z_dim, w_dim, c_dim, num_ws
         self.num_layers, self.w_avg_beta = num_layers, w_avg_beta
         if c_dim == 0:
@@ -94,7 +98,8 @@ class MappingNetwork(Block):
         for i in range(num_layers):
             self.add_module(f"fc{i}", EqualizedLinear(features[i], features[i + 1], activation=activation,
                                                        lr_mul=lr_mul))
-        self.register_buffer("w_avg", torch.zeros(w_dim))
+        if w_avg_beta is not None:
+            self.register_buffer("w_avg", torch.zeros(w_dim))
 
     @property
     def fcs(self) -> list[EqualizedLinear]:
@@ -110,20 +115,32 @@ class MappingNetwork(Block):
             raise self.fail(f"c of shape (B, {self.c_dim}) (or class indices (B,)) is required with "
                             f"c_dim={self.c_dim}")
         if c.dim() == 1 and not c.is_floating_point():
-            self.check(c, "B", "c", B=batch)
+            # values are checked outside torch.compile/export only (check_indices): export traces them
+            self.check_indices(c, self.c_dim, "c", B=batch)
             if c.is_meta:  # shape inference: values unknown
                 return c.new_zeros((c.shape[0], self.c_dim), dtype=torch.float32)
-            if c.numel() and not (int(c.min()) >= 0 and int(c.max()) < self.c_dim):
-                raise self.fail(f"class indices should lie in [0, {self.c_dim}), got {c.tolist()}")
-            return F.one_hot(c, self.c_dim)
+            return F.one_hot(c.long(), self.c_dim)
         self.check(c, "B D", "c", B=batch, D=self.c_dim)
         return c
 
-    def _map(self, z: Tensor, c: Tensor | None, ref: bool) -> Tensor:
-        x = pixel_norm(z)
+    def _latent(self, z: Tensor | None) -> tuple[Tensor | None, int | None]:
+        """z checked (None when z_dim = 0) and the batch size it gives."""
+        if self.z_dim == 0:
+            if z is not None and z.numel() != 0:
+                raise self.fail(f"z was given (shape {tuple(z.shape)}) but the network has z_dim=0 (it maps c "
+                                "alone)")
+            return None, None
+        if z is None:
+            raise self.fail(f"z of shape (B, {self.z_dim}) is required with z_dim={self.z_dim}", TypeError)
+        return z, self.check(z, "B D", "z", D=self.z_dim).get("B")
+
+    def _map(self, z: Tensor | None, c: Tensor | None, ref: bool) -> Tensor:
+        x = pixel_norm(z) if z is not None else None
         if c is not None:
-            y = self.embed.call_function(c.to(z.dtype)) if ref else self.embed(c.to(z.dtype))
-            x = torch.cat([x, pixel_norm(y)], dim=1)  # (B, z_dim + embed_features)
+            dtype = z.dtype if z is not None else (c.dtype if c.is_floating_point() else self.embed.weight.dtype)
+            y = self.embed.call_function(c.to(dtype)) if ref else self.embed(c.to(dtype))
+            y = pixel_norm(y)
+            x = y if x is None else torch.cat([x, y], dim=1)  # (B, z_dim + embed_features)
         for fc in self.fcs:
             x = fc.call_function(x) if ref else fc(x)
         return x
@@ -133,11 +150,11 @@ class MappingNetwork(Block):
             x = x.unsqueeze(1).repeat(1, self.num_ws, 1)  # (B, num_ws, w_dim)
         return self.truncate(x, psi, cutoff)
 
-    def forward(self, z: Tensor, c: Tensor | None = None, truncation_psi: float = 1.0,
+    def forward(self, z: Tensor | None = None, c: Tensor | None = None, truncation_psi: float = 1.0,
                 truncation_cutoff: int | None = None, update_w_avg: bool = True) -> Tensor:
         """Map z (and c) to w; ``update_w_avg=False`` skips the moving-average update in training mode."""
-        dims = self.check(z, "B D", "z", D=self.z_dim)
-        c = self._label(c, dims.get("B"))
+        z, batch = self._latent(z)
+        c = self._label(c, batch)
         x = self._map(z, c, ref=False)
         if self.training and update_w_avg and self.w_avg_beta is not None:
             with torch.no_grad():
@@ -147,18 +164,22 @@ class MappingNetwork(Block):
 
     def truncate(self, ws: Tensor, psi: float, cutoff: int | None = None) -> Tensor:
         """Truncate styles toward ``w_avg`` (see :func:`truncate`)."""
-        if psi != 1 and self.w_avg_beta is None:
+        if psi == 1:
+            return ws
+        if self.w_avg_beta is None:
             raise self.fail("truncation needs the tracked w_avg, but w_avg_beta is None")
         return truncate(ws, self.w_avg, psi, cutoff)
 
-    def call_function(self, z: Tensor, c: Tensor | None = None) -> Tensor:
-        x = self._map(z, self._label(c, z.shape[0]), ref=True)
+    def call_function(self, z: Tensor | None = None, c: Tensor | None = None) -> Tensor:
+        z, batch = self._latent(z)
+        x = self._map(z, self._label(c, batch), ref=True)
         return self._finish(x, 1.0, None)
 
-    def out_shape(self, z: Shape, c: Shape | None = None) -> Shape:
+    def out_shape(self, z: Shape | None = None, c: Shape | None = None) -> Shape:
+        B = (z if self.z_dim else c)[0]
         if self.num_ws is None:
-            return (z[0], self.w_dim)
-        return (z[0], self.num_ws, self.w_dim)
+            return (B, self.w_dim)
+        return (B, self.num_ws, self.w_dim)
 
     @classmethod
     def example(cls, s: Sizes) -> Example:

@@ -449,3 +449,28 @@ def test_discriminator_matches_the_authors_network(authors, impl):
             got, want = discriminator(io[image]), io[name]
             rel = ((got - want).abs().max() / want.abs().max()).item()
             assert rel < 1e-5, f"{name}: max |ours - NVlabs| / max |NVlabs| = {rel:.3g}"
+
+
+@pytest.mark.parametrize("arch", ["skip", "resnet"])
+def test_use_fp16_computes_in_bfloat16_and_hands_float32_back(arch):
+    """StyleGAN2-ADA's fp16 blocks: bfloat16 inside, float32 in and out; force_fp32 gives the float32 function."""
+    from blocks.composite.stylegan2 import HALF, force_fp32
+
+    torch.manual_seed(5)
+    g = perturbed(StyleGAN2SynthesisBlock(8, 8, 5, resolution=8, architecture=arch, use_fp16=True, conv_clamp=256))
+    d = perturbed(StyleGAN2DBlock(0, 8, 8, resolution=8, architecture=arch, use_fp16=True, conv_clamp=256))
+    x, img, ws = torch.randn(2, 8, 4, 4), torch.randn(2, 3, 4, 4), torch.randn(2, g.style_layers, 5)
+    seen = []
+    g.conv0.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    d.conv0.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    with torch.no_grad():
+        half = [*g(x, img if arch == "skip" else None, ws, noise_mode="const"), *d(None, img.repeat(1, 1, 2, 2))]
+        assert seen == [HALF, HALF]
+        assert all(t is None or t.dtype == torch.float32 for t in half)
+        assert force_fp32(g) == 1 and force_fp32(d) == 1 and not g.use_fp16
+        full = [*g(x, img if arch == "skip" else None, ws, noise_mode="const"), *d(None, img.repeat(1, 1, 2, 2))]
+        assert seen[2:] == [torch.float32, torch.float32]
+    for a, b in zip(half, full):
+        if a is not None:
+            assert 1e-4 < float((a - b).abs().max() / b.abs().max()) < 5e-2  # bfloat16's 8 bits of mantissa
+    assert force_fp32(g, False) == 1 and g.use_fp16  # and back

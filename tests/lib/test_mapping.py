@@ -113,3 +113,24 @@ def test_class_embedding_and_consumes():
         m(z, torch.randn(3, 4))
     with pytest.raises(ValueError, match=r"^MappingNetwork"):
         MappingNetwork(4, w_dim=3, num_layers=1)(z.float(), torch.randn(3, 2))
+
+
+def test_label_only_mapping_as_nvlabs_conditional_discriminator():
+    """z_dim=0: mapping(None, c), NVlabs' D maps the label to cmap this way; no w_avg without tracking."""
+    torch.manual_seed(0)
+    m = MappingNetwork(0, w_dim=5, c_dim=3, num_layers=2, w_avg_beta=None).double()
+    assert [n for n, _ in m.named_buffers()] == []
+    c = torch.eye(3, dtype=torch.float64)[[0, 2, 1, 2]]
+    y = m.embed(c)
+    x = y / y.square().mean(dim=1, keepdim=True).add(1e-8).sqrt()
+    for fc in m.fcs:
+        x = F.leaky_relu(x @ (fc.weight * 0.01 / math.sqrt(fc.weight.shape[1])).t() + fc.bias * 0.01, 0.2) * math.sqrt(2)
+    torch.testing.assert_close(m(None, c), x)
+    torch.testing.assert_close(m(c=torch.tensor([0, 2, 1, 2])), x)  # class indices
+    assert m.out_shape(None, (4, 3)) == (4, 5)
+    with pytest.raises(ValueError, match="z was given .* but the network has z_dim=0"):
+        m(torch.randn(4, 2, dtype=torch.float64), c)
+    with pytest.raises(ValueError, match="truncation needs the tracked w_avg"):
+        m(None, c, truncation_psi=0.5)
+    with pytest.raises(ValueError, match="not both 0"):
+        MappingNetwork(0, w_dim=5, c_dim=0)
