@@ -107,8 +107,10 @@ class _SpectralNorm(parametrizations._SpectralNorm):
         u = self._u.clone(memory_format=torch.contiguous_format)
         v = self._v.clone(memory_format=torch.contiguous_format)
         if not self.training and self.eval_iterations:
-            with torch.no_grad():  # BigGAN-PyTorch's eval: iterate from the stored u, store nothing
-                u, v = self._iterate(weight_mat.detach(), u, v, self.eval_iterations, out=False)
+            # BigGAN-PyTorch's eval: iterate from the stored u, store nothing. On the detached weight rather than
+            # under no_grad: the same values, and torch.export sees no grad-mode switch (one per layer made it
+            # re-inline the graph per switch: minutes for BigGAN-deep's ~250 layers).
+            u, v = self._iterate(weight_mat.detach(), u, v, self.eval_iterations, out=False)
         sigma = torch.vdot(u, torch.mv(weight_mat, v))
         return weight / sigma
 
