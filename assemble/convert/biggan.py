@@ -39,7 +39,6 @@ from __future__ import annotations
 import io
 import pickle
 import re
-import struct
 import zipfile
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -54,6 +53,7 @@ from ..errors import RecipeError
 from ..gan import build
 from . import converter
 from .common import ConversionError, Converted, check_size, load_torch, rename
+from .pickles import unpack_numpy_scalar
 
 _FILE = re.compile(r"(G_ema|G_optim|D_optim|state_dict|G|D)(?:_(\w+))?\.pth")
 
@@ -137,20 +137,14 @@ class _NumpyDtype(_Opaque):
     name = "numpy.dtype"
 
 
-_STRUCT = {"f8": "d", "f4": "f", "f2": "e", "i8": "q", "i4": "i", "i2": "h", "i1": "b", "u8": "Q", "u4": "I",
-           "u2": "H", "u1": "B", "b1": "?"}
-
-
 def _numpy_scalar(dtype: Any, data: Any = None) -> Any:
-    """A numpy scalar (best_IS, best_FID) decoded from its bytes with ``struct``; anything else stays opaque."""
-    code = dtype.args[0] if isinstance(dtype, _NumpyDtype) and dtype.args else None
-    if isinstance(code, str) and code in _STRUCT and isinstance(data, bytes):
+    """A numpy scalar (best_IS, best_FID) decoded from its bytes; anything else stays opaque."""
+    if isinstance(dtype, _NumpyDtype) and dtype.args:
         state = getattr(dtype, "state", None)
         order = state[1] if isinstance(state, tuple) and len(state) > 1 else "<"
-        try:
-            return struct.unpack((">" if order == ">" else "<") + _STRUCT[code], data)[0]
-        except struct.error:
-            pass
+        value = unpack_numpy_scalar(dtype.args[0], order, data)
+        if value is not None:
+            return value
     return _Opaque(dtype, data)
 
 

@@ -40,7 +40,8 @@ from torch import Tensor
 
 from .common import ConversionError, check_size
 
-__all__ = ["EasyDictData", "PersistentObject", "RestrictedUnpickler", "plain", "read_pickle"]
+__all__ = ["EasyDictData", "PersistentObject", "RestrictedUnpickler", "plain", "read_pickle",
+           "unpack_numpy_scalar"]
 
 
 @dataclass
@@ -176,15 +177,24 @@ _NUMPY_FORMATS = {"f2": "e", "f4": "f", "f8": "d", "i1": "b", "i2": "h", "i4": "
                   "u2": "H", "u4": "I", "u8": "Q", "b1": "?"}
 
 
+def unpack_numpy_scalar(code: Any, order: Any, data: Any) -> bool | int | float | None:
+    """The Python number a pickled NumPy scalar's bytes hold (dtype ``code`` such as ``'f8'``, byte ``order``),
+    decoded with ``struct`` (numpy is not imported); None when it is not a number or boolean of that size."""
+    fmt = _NUMPY_FORMATS.get(code) if isinstance(code, str) else None
+    if fmt is None or not isinstance(data, bytes):
+        return None
+    try:
+        return struct.unpack((">" if order == ">" else "<") + fmt, data)[0]
+    except struct.error:
+        return None
+
+
 def _numpy_scalar(dtype: Any, data: Any = None) -> bool | int | float:
     """Stands in for ``numpy.core.multiarray.scalar``: the Python number its bytes hold."""
-    fmt = _NUMPY_FORMATS.get(getattr(dtype, "name", None))
-    if not isinstance(dtype, _NumpyDType) or fmt is None or not isinstance(data, bytes):
-        raise _refuse(f"a NumPy scalar of dtype {getattr(dtype, 'name', dtype)!r} (only numbers and booleans)")
-    try:
-        (value,) = struct.unpack((">" if dtype.order == ">" else "<") + fmt, data)
-    except struct.error:
-        raise _refuse(f"a NumPy scalar of dtype {dtype.name} with {len(data)} bytes") from None
+    value = unpack_numpy_scalar(dtype.name, dtype.order, data) if isinstance(dtype, _NumpyDType) else None
+    if value is None:
+        raise _refuse(f"a NumPy scalar of dtype {getattr(dtype, 'name', dtype)!r} (only numbers and booleans) "
+                      f"with {len(data) if isinstance(data, bytes) else 'no'} bytes")
     return value
 
 

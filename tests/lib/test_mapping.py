@@ -124,11 +124,12 @@ def test_label_only_mapping_as_nvlabs_conditional_discriminator():
     y = m.embed(c)
     x = y / y.square().mean(dim=1, keepdim=True).add(1e-8).sqrt()
     for fc in m.fcs:
-        x = F.leaky_relu(x @ (fc.weight * 0.01 / math.sqrt(fc.weight.shape[1])).t() + fc.bias * 0.01, 0.2) * math.sqrt(2)
+        x = x @ (fc.weight * 0.01 / math.sqrt(fc.weight.shape[1])).t() + fc.bias * 0.01
+        x = F.leaky_relu(x, 0.2) * math.sqrt(2)
     torch.testing.assert_close(m(None, c), x)
     torch.testing.assert_close(m(c=torch.tensor([0, 2, 1, 2])), x)  # class indices
     assert m.out_shape(None, (4, 3)) == (4, 5)
-    with pytest.raises(ValueError, match="z was given .* but the network has z_dim=0"):
+    with pytest.raises(ValueError, match=r"z was given .* but the network has z_dim=0"):
         m(torch.randn(4, 2, dtype=torch.float64), c)
     with pytest.raises(ValueError, match="truncation needs the tracked w_avg"):
         m(None, c, truncation_psi=0.5)
