@@ -133,6 +133,52 @@ def digits_report(images: Tensor, classifier: DigitClassifier | None = None, thr
     }
 
 
+def class_report(images: Tensor, requested: Tensor, classifier: DigitClassifier | None = None,
+                 threshold: float = 0.9) -> dict[str, Any]:
+    """How well a class-conditional generator's samples show the digit it was asked for.
+
+    Args:
+        images: 1-channel images in [-1, 1], any size (resized to the classifier's).
+        requested: the class (0..9) each image was generated for; G's class index, or an unsupervised
+            code (InfoGAN's categorical code) whose values need not be in digit order.
+        classifier: the judge; by default :func:`digit_classifier` at the size nearest the images'.
+        threshold: a class counts as produced when its agreement is at least this.
+
+    Returns:
+        ``{"class_agreement": the fraction of images the classifier assigns to the requested class,
+        "class_agreement_per_class": [10 fractions], "classes_agreeing": classes whose agreement >=
+        threshold, "class_agreement_matched": the agreement after the best one-to-one matching of requested
+        values to digits (Hungarian algorithm on the confusion counts; what InfoGAN's categorical code is
+        judged by), "code_to_digit": that matching}``.
+
+    Shape:
+        images: (N, 1, H, W); requested: (N,) int64 in [0, 10).
+    """
+    from scipy.optimize import linear_sum_assignment  # scipy comes with scikit-learn
+
+    size = _check_images(images, 1, "class_report")
+    check_shape(requested, "N", block="class_report", name="requested", N=images.shape[0])
+    requested = requested.long().cpu()
+    if int(requested.min()) < 0 or int(requested.max()) > 9:
+        raise ValueError(f"class_report: requested classes should be in [0, 10), found values in "
+                         f"[{int(requested.min())}, {int(requested.max())}]")
+    classifier = classifier or digit_classifier(_default_size(size))
+    label = _probabilities(images, classifier).argmax(dim=1)  # (N,)
+    hit = (label == requested).double()
+    per_class = [float(hit[requested == k].mean()) if (requested == k).any() else float("nan") for k in range(10)]
+    confusion = torch.zeros(10, 10, dtype=torch.long)  # requested x assigned
+    confusion.index_put_((requested, label), torch.ones_like(label), accumulate=True)
+    rows, cols = linear_sum_assignment(-confusion.numpy())
+    matched = float(confusion[torch.as_tensor(rows), torch.as_tensor(cols)].sum()) / len(label)
+    return {
+        "class_agreement": float(hit.sum()) / len(label),
+        "class_agreement_per_class": per_class,
+        "classes_agreeing": sum(a >= threshold for a in per_class),
+        "class_agreement_matched": matched,
+        "code_to_digit": [int(c) for c in cols],
+    }
+
+
 def stacked_report(images: Tensor, classifier: DigitClassifier | None = None, threshold: float = 0.9
                    ) -> dict[str, Any]:
     """Modes of stacked digits: channel c is one digit; the mode is ``100·d_0 + 10·d_1 + d_2`` (0..999).

@@ -12,8 +12,19 @@ from torch import Tensor
 TOY = ("ring8", "grid25", "swiss_roll")
 
 
+def class_input(trainer: Any) -> str | None:
+    """G's first class input (the class of class-conditional G, or InfoGAN's categorical code), or None."""
+    return next((n for n, s in trainer.G.input_specs.items() if s.kind == "class"), None)
+
+
 class FixedSamples:
-    """The same G inputs at every sample step, so the grids show one run's progress."""
+    """The same G inputs at every sample step, so the grids show one run's progress.
+
+    A class-conditional G also gets a grid per class (``samples_by_class.png``): one row per class (the
+    first 16 when there are more), the same latents down each column.
+    """
+
+    ROWS, COLS = 16, 10
 
     def __init__(self, trainer: Any, n: int):
         self.n = n
@@ -27,14 +38,23 @@ class FixedSamples:
             real = {name: fields[f].to(trainer.device) for name, f in trainer.binding.items()}
             self.n = len(idx)
         self.inputs = trainer.g_inputs(self.n, real, gen)
+        self.by_class: dict[str, Tensor] | None = None
+        name = class_input(trainer)
+        if name is not None:
+            rows = min(trainer.G.input_specs[name].n_classes, self.ROWS)
+            cols = min(self.COLS, self.n)
+            column = {k: v[:cols] for k, v in self.inputs.items()}  # one latent per column, repeated down it
+            self.by_class = {k: v.repeat(rows, *([1] * (v.dim() - 1))) for k, v in column.items()}
+            self.by_class[name] = torch.arange(rows, device=trainer.device).repeat_interleave(cols)
+            self.cols = cols
 
     @torch.no_grad()
-    def images(self, trainer: Any) -> Tensor:
+    def images(self, trainer: Any, inputs: dict[str, Tensor] | None = None) -> Tensor:
         model = trainer.sample_model()
         was = model.training
         model.eval()
         try:
-            return trainer.fake_of(model.run(**self.inputs)).float().cpu()
+            return trainer.fake_of(model.run(**(inputs or self.inputs))).float().cpu()
         finally:
             model.train(was)
 
@@ -47,6 +67,10 @@ class FixedSamples:
         if fake.dim() == 4:
             path = save_grid(fake, out / f"step-{step:07d}.png")
             save_grid(fake, trainer.out / "samples.png")
+            if self.by_class is not None:
+                grid = self.images(trainer, self.by_class)
+                save_grid(grid, out / f"by-class-{step:07d}.png", nrow=self.cols)
+                save_grid(grid, trainer.out / "samples_by_class.png", nrow=self.cols)
             return path
         if fake.dim() == 2 and fake.shape[1] == 2:
             real = toy_points(trainer, 2000)
@@ -63,8 +87,9 @@ def sample_grid(trainer: Any, n: int) -> FixedSamples:
 
 
 @torch.no_grad()
-def generate(trainer: Any, n: int, seed: int = 12345) -> Tensor:
-    """``n`` samples from the EMA generator (eval mode), in batches, with a fixed seed."""
+def generate(trainer: Any, n: int, seed: int = 12345, classes: Tensor | None = None) -> Tensor:
+    """``n`` samples from the EMA generator (eval mode), in batches, with a fixed seed; ``classes`` (n,) sets
+    G's class input (see :func:`class_input`) instead of drawing it."""
     model = trainer.sample_model()
     was = model.training
     model.eval()
@@ -82,6 +107,8 @@ def generate(trainer: Any, n: int, seed: int = 12345) -> Tensor:
                 fields = collate(trainer.dataset, idx)
                 real = {name: fields[f].to(trainer.device) for name, f in trainer.binding.items()}
             gin = trainer.g_inputs(b, real, gen)
+            if classes is not None:
+                gin[class_input(trainer)] = classes[done:done + b].to(trainer.device)
             out.append(trainer.fake_of(model.run(**gin)).float().cpu())
             done += b
     finally:
@@ -111,11 +138,20 @@ def evaluate(trainer: Any) -> dict[str, Any]:
         from ..metrics import digit_classifier, digits_report
         from ..metrics.digits import _default_size
 
-        images = generate(trainer, 500)
+        name = class_input(trainer)
+        conditional = name is not None and trainer.G.input_specs[name].n_classes == 10
+        classes = torch.arange(500) % 10 if conditional else None  # 50 samples of each class
+        images = generate(trainer, 500, classes=classes)
         if images.shape[1] != 1:
             return {}
         # 64 px digits are judged by the 32 px classifier (digits_report resizes them)
-        return digits_report(images, classifier=digit_classifier(_default_size(images.shape[-1])))
+        classifier = digit_classifier(_default_size(images.shape[-1]))
+        report = digits_report(images, classifier=classifier)
+        if conditional:
+            from ..metrics.digits import class_report
+
+            report.update(class_report(images, classes, classifier=classifier))
+        return report
     if name == "stacked_digits":
         from ..metrics import stacked_report
 
