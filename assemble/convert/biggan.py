@@ -1,5 +1,8 @@
-"""``--from biggan-pytorch``: ajbrock/BigGAN-PyTorch's weights folders into the ``biggan`` and ``biggan_deep``
-recipes (whose module trees are BigGAN.py's and BigGANdeep.py's).
+"""``--from biggan-pytorch``: ajbrock/BigGAN-PyTorch's weights folders into the ``biggan``, ``biggan_deep`` and
+``sagan`` recipes (whose module trees are BigGAN.py's and BigGANdeep.py's). A G without ``shared.weight``
+(G_shared=False, as launch_SAGAN_bs128x2_ema.sh trains it) is SA-GAN: its batch norms hold an embedding per class
+(``bn1.gain.weight`` (n_classes, C), gain = 1 + embedding(y)), which become the ``sagan`` recipe's categorical
+batch norms (``bn1.class_gain`` = 1 + the embedding, ``bn1.class_bias``), and z reaches the linear layer whole.
 
 SRC is ``weights/<experiment>/`` as ``utils.save_weights`` writes it: ``G.pth``, ``D.pth``, ``G_ema.pth`` (when
 EMA was on) and ``state_dict.pth`` (``G_optim.pth``/``D_optim.pth`` are not read). A file of the folder picks a
@@ -256,12 +259,14 @@ def _config(g: Mapping[str, Tensor], d: Mapping[str, Tensor], deep: bool, where:
     if "linear.u0" not in g or "linear.u0" not in d:
         raise ConversionError(f"{where}: no u0 beside linear.weight: G_param/D_param is not 'SN', and the recipes "
                               "are spectrally normalised")
-    if "shared.weight" not in g:
-        raise ConversionError(f"{where}: G has no shared.weight: G_shared=False (SA-GAN's class-embedding batch "
-                              "norms), which no recipe models yet")
-    n_classes, shared_dim = g["shared.weight"].shape
+    unshared = "shared.weight" not in g  # G_shared=False: SA-GAN's per-class batch-norm gains and biases
+    if unshared and deep:
+        raise ConversionError(f"{where}: a BigGAN-deep G without shared.weight (G_shared=False), which no recipe "
+                              "models")
+    n_classes, shared_dim = (g["blocks.0.0.bn1.gain.weight"].shape[0], None) if unshared else g["shared.weight"].shape
     if d["embed.weight"].shape[0] != n_classes:
-        raise ConversionError(f"{where}: G has {n_classes} classes (shared.weight), D {d['embed.weight'].shape[0]} "
+        source = "its batch norms" if unshared else "shared.weight"
+        raise ConversionError(f"{where}: G has {n_classes} classes ({source}), D {d['embed.weight'].shape[0]} "
                               "(embed.weight)")
     g_blocks = _indices(g, r"blocks\.(\d+)\.0\.conv1\.weight")
     d_blocks = _indices(d, r"blocks\.(\d+)\.0\.conv1\.weight")
@@ -295,11 +300,14 @@ def _config(g: Mapping[str, Tensor], d: Mapping[str, Tensor], deep: bool, where:
         ch_g = _whole("G's last width (output_layer.0)", g["output_layer.0.gain"].numel(), _G_OUT[res][-1], where)
         ch_d = _whole("D's first width (blocks.0.0.conv1)", d["blocks.0.0.conv1.weight"].shape[0], _D_OUT[res][0],
                       where)
-        if bn_in != shared_dim + linear_in:
+        if unshared:
+            pass  # the batch norms read the class index; z goes to the linear layer whole (hier needs G_shared)
+        elif bn_in != shared_dim + linear_in:
             raise ConversionError(f"{where}: G's batch norms read {bn_in} values, not shared_dim {shared_dim} + the "
                                   f"linear layer's z chunk {linear_in}: hier=False, which the biggan recipe (skip_z) "
                                   "does not model")
-        values["z_dim"] = linear_in * (len(g_blocks) + 1)  # hier: one chunk for the linear layer and one per block
+        # hier: one chunk for the linear layer and one per block
+        values["z_dim"] = linear_in if unshared else linear_in * (len(g_blocks) + 1)
         g_at = _indices(g, r"blocks\.(\d+)\.1\.gamma")
         d_at = _indices(d, r"blocks\.(\d+)\.1\.gamma")
     if ch_g != ch_d:
@@ -308,8 +316,15 @@ def _config(g: Mapping[str, Tensor], d: Mapping[str, Tensor], deep: bool, where:
     if per_channel != 16:
         raise ConversionError(f"{where}: G's linear layer gives {g['linear.weight'].shape[0]} values, "
                               f"{per_channel:g} per channel: bottom_width is not 4, which the recipes assume")
-    values.update(resolution=res, ch=ch_g, shared_dim=shared_dim, n_classes=n_classes,
+    values.update(resolution=res, ch=ch_g, n_classes=n_classes,
                   attn=_attention(g_at, d_at, _g_labels(res), _d_labels(res, deep), where))
+    if unshared:
+        values["nc"] = g["output_layer.2.weight"].shape[0]
+        if d["blocks.0.0.conv1.weight"].shape[1] != values["nc"]:
+            raise ConversionError(f"{where}: G makes {values['nc']}-channel images, D reads "
+                                  f"{d['blocks.0.0.conv1.weight'].shape[1]}; the recipe has one nc for both")
+    else:
+        values["shared_dim"] = shared_dim
     return values
 
 
@@ -331,6 +346,8 @@ def _ours(key: str, source: Mapping[str, Tensor], net: str, depth: int | None) -
     else:
         module = {"linear": "head.linear", "embed": "head.embed", "input_conv": "input_conv.conv"}.get(module, module)
     module = re.sub(r"(\.conv[1-4]|\.conv_sc)$", r"\1.conv", module)
+    if not sn and (m := re.fullmatch(r"(.*\.bn[12])\.(gain|bias)", module)) and param == "weight":
+        return f"{m.group(1)}.class_{m.group(2)}"  # G_shared=False: ccbn's nn.Embedding (gain: + 1, see translate)
     if sn and param == "weight":
         param = "parametrizations.weight.original"
     param = {"u0": "parametrizations.weight.0._u", "stored_mean": "running_mean", "stored_var": "running_var",
@@ -374,6 +391,9 @@ def translate(source: Mapping[str, Tensor], target: nn.Module, net: str, what: s
     state = rename(source, target.state_dict(), rules, what,
                    derived=lambda k: k.endswith("._v") or k.endswith(".num_batches_tracked"),
                    skip=lambda k: bool(_SKIP.fullmatch(k)))
+    for key, value in source.items():  # SA-GAN's ccbn: gain = 1 + embedding(y); ours stores the gain itself
+        if re.fullmatch(r".*\.bn[12]\.gain\.weight", key) and f"{key[:-len('.weight')]}.u0" not in source:
+            state[_ours(key, source, net, depth)] = value + 1
     _fill_v(state, target)
     return state
 
@@ -404,10 +424,12 @@ def from_states(g: Mapping[str, Tensor], d: Mapping[str, Tensor], ema: Mapping[s
     config, what = config or {}, {"G": f"G of {where}", "D": f"D of {where}", "G_ema": f"G_ema of {where}",
                                   **(what or {})}
     deep = any(re.fullmatch(r"blocks\.\d+\.0\.conv3\.weight", k) for k in g)
-    default = "biggan_deep" if deep else "biggan"
-    if recipe in ("biggan", "biggan_deep") and recipe != default:
-        raise ConversionError(f"{where}: holds {'BigGAN-deep' if deep else 'BigGAN'} blocks "
-                              f"({'with' if deep else 'without'} conv3/conv4); --recipe {recipe} is the other one")
+    default = "biggan_deep" if deep else "biggan" if "shared.weight" in g else "sagan"
+    if recipe in ("biggan", "biggan_deep", "sagan") and recipe != default:
+        kind = {"biggan_deep": "BigGAN-deep blocks (with conv3/conv4)", "biggan": "BigGAN blocks with a shared class "
+                "embedding (G_shared)", "sagan": "SA-GAN's blocks: per-class batch norms, no shared embedding "
+                "(G_shared=False)"}[default]
+        raise ConversionError(f"{where}: holds {kind}; --recipe {recipe} does not take it, --recipe {default} does")
     if config.get("norm_style", "bn") != "bn":
         raise ConversionError(f"{where}: the run's norm_style is {config['norm_style']!r}; the recipes' conditional "
                               "batch norms are BigGAN-PyTorch's 'bn'")
@@ -424,7 +446,7 @@ def from_states(g: Mapping[str, Tensor], d: Mapping[str, Tensor], ema: Mapping[s
     tensors = {"G": translate(g, gan.G, "G", what["G"], depth), "D": translate(d, gan.D, "D", what["D"])}
     if ema is not None:
         tensors["G_ema"] = translate(ema, gan.G, "G", what["G_ema"], depth)
-    info = {"architecture": "BigGAN-deep" if deep else "BigGAN",
+    info = {"architecture": {"biggan_deep": "BigGAN-deep", "biggan": "BigGAN", "sagan": "SA-GAN"}[default],
             "config": {k: v for k, v in values.items() if "." not in k},
             "eps_from": "state_dict.pth" if any(v is not None for v in eps.values())
             else "the recipe (no SN_eps/BN_eps in a state_dict.pth)"}

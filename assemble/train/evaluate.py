@@ -82,6 +82,24 @@ class FixedSamples:
         return None
 
 
+    def save_attention(self, trainer: Any, samples: int = 4) -> Path | None:
+        """``attention.png`` (see :func:`assemble.figures.attention_figure`) when G has self-attention."""
+        from ..figures import attention_figure, first_attention
+
+        model = trainer.sample_model()
+        if first_attention(model) is None or self.n < 1:
+            return None
+        inputs = {k: v[:samples] for k, v in (self.by_class or self.inputs).items()}
+        if self.by_class is not None:  # one sample of each of the first classes
+            inputs = {k: v[::self.cols][:samples] for k, v in self.by_class.items()}
+        was = model.training
+        model.eval()
+        try:
+            return attention_figure(model, inputs, trainer.G.output_names[0], trainer.out / "attention.png")
+        finally:
+            model.train(was)
+
+
 def sample_grid(trainer: Any, n: int) -> FixedSamples:
     return FixedSamples(trainer, n)
 

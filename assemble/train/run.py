@@ -168,6 +168,7 @@ def _train(opts: RunOptions, world: World) -> dict[str, Any]:
     trainer.save()
     if world.is_main:
         fixed.save(trainer, trainer.step)
+        fixed.save_attention(trainer)
         fresh = last_eval[0] != trainer.step
         metrics = evaluate(trainer) if fresh else last_eval[1]
         summary["metrics"] = metrics

@@ -166,6 +166,22 @@ class SelfAttention(Block):
         self._check(x)
         return self_attention(x, *self._weights(), self.gamma, pool=self.pool, impl="ref")
 
+    def attention(self, x: Tensor) -> Tensor:
+        """The attention weights β (softmax over the attended positions) for every query position of x.
+
+        Shape:
+            - x: (B, C, H, W).
+            - output: (B, H·W, M): row n (query position n = i·W + j) sums to 1 over the M = H·W / 4 pooled key
+              positions (H·W without ``pool``), laid out as (H/2, W/2).
+        """
+        self._check(x)
+        theta_w, phi_w, _, _ = self._weights()
+        q = F.conv2d(x, theta_w).flatten(2).transpose(1, 2)  # (B, N, Cq)
+        k = F.conv2d(x, phi_w)
+        if self.pool:
+            k = F.max_pool2d(k, 2)
+        return torch.softmax(q @ k.flatten(2), dim=-1)  # (B, N, M)
+
     def out_shape(self, x: Shape) -> Shape:
         return tuple(x)
 

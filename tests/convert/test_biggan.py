@@ -137,18 +137,50 @@ def test_every_key_of_the_full_size_state_dicts_maps(arch, expected):
     assert sum(map(len, tensors.values())) == len(g) + len(d) - n_sv + n_u + 1
 
 
-def test_sagan_has_no_recipe_yet():
-    g, d = random_state("SAGAN128_G.txt", torch.empty), random_state("SAGAN128_D.txt", torch.empty)
-    with pytest.raises(ConversionError, match=r"G has no shared.weight: G_shared=False \(SA-GAN's class-embedding"):
-        from_states(g, d)
+def test_sagan_full_size_keys_map_into_the_sagan_recipe():
+    """launch_SAGAN_bs128x2_ema.sh's G and D (G_shared=False): per-class batch-norm embeddings, z whole."""
+    g, d = random_state("SAGAN128_G.txt"), random_state("SAGAN128_D.txt")
+    recipe, tensors, info = from_states(g, d, sets=["generator.init=normal", "discriminator.init=normal"])
+    assert recipe["name"] == "sagan" and info["architecture"] == "SA-GAN"
+    assert info["config"] == {"resolution": 128, "ch": 64, "z_dim": 128, "n_classes": 1000, "attn": 64, "nc": 3}
+    # ccbn's gain = 1 + embedding(y); the recipe's categorical batch norm stores the gain itself
+    torch.testing.assert_close(tensors["G"]["blocks.2.0.bn1.class_gain"], g["blocks.2.0.bn1.gain.weight"] + 1)
+    assert tensors["G"]["blocks.2.0.bn2.class_bias"] is g["blocks.2.0.bn2.bias.weight"]
+    assert tensors["G"]["blocks.3.1.gamma"] is g["blocks.3.1.gamma"] and "shared.embed.weight" not in tensors["G"]
+    n_sv, n_u = (sum(k.endswith(end) for k in [*g, *d]) for end in (".sv0", ".u0"))
+    assert sum(map(len, tensors.values())) == len(g) + len(d) - n_sv + n_u + 1
+    with pytest.raises(ConversionError, match=r"holds SA-GAN's blocks: per-class batch norms, no shared embedding "
+                                              r"\(G_shared=False\); --recipe biggan does not take it, --recipe sagan"):
+        from_states(g, d, recipe="biggan")
+
+
+def test_a_sagan_checkpoint_gives_the_references_outputs(tmp_path):
+    """sagan_32: BigGAN.py with G_shared=False, hier=False (SA-GAN), run by the fixture generator."""
+    summary = convert(weights_folder(tmp_path / "exp", "sagan_32"), "biggan-pytorch", tmp_path / "run")
+    assert summary["recipe"] == "sagan"
+    assert {k: summary["config"][k] for k in ("resolution", "ch", "z_dim", "n_classes", "attn", "nc")} == {
+        "resolution": 32, "ch": 8, "z_dim": 16, "n_classes": 10, "attn": 16, "nc": 3}
+    tensors, state = ckpt.load_checkpoint(tmp_path / "run")
+    state["recipe"]["vars"]["sn_eps"] = 1e-8  # the fixture's SN_eps (weights_folder's state_dict.pth says 1e-6)
+    io = load_file(FIXTURES / "sagan_32" / "io.safetensors")
+    z, y, x = io["input.z"], io["input.y"], io["input.x"]
+    gan = assemble.build(state["recipe"])
+    ckpt.load_module_tensors("G.", gan.G, tensors)
+    ckpt.load_module_tensors("D.", gan.D, tensors)
+    for mode in ("eval", "train"):  # the fixture's train outputs follow its eval outputs, as here
+        gan.G.train(mode == "train")
+        gan.D.train(mode == "train")
+        with torch.no_grad():
+            assert rel(gan.G(z, y), io[f"G.{mode}.out"]) <= 1e-5, mode
+            assert rel(gan.D(x, y).reshape(-1, 1), io[f"D.{mode}.out"]) <= 1e-5, mode
 
 
 def test_settings_come_from_the_checkpoint(tmp_path):
     folder = weights_folder(tmp_path / "exp", "biggan_32")
     with pytest.raises(ConversionError, match=r"^ch: the checkpoint G.pth has 16, the recipe asks for 64"):
         convert(folder, "biggan-pytorch", tmp_path / "run", sets=["ch=64"])
-    with pytest.raises(ConversionError, match=r"G.pth: holds BigGAN blocks \(without conv3/conv4\); --recipe "
-                                              r"biggan_deep is the other one"):
+    with pytest.raises(ConversionError, match=r"G.pth: holds BigGAN blocks with a shared class embedding "
+                                              r"\(G_shared\); --recipe biggan_deep does not take it"):
         convert(folder, "biggan-pytorch", tmp_path / "run", recipe="biggan_deep")
     torch.save(state_dict_pth(SN_eps=1e-8), folder / "state_dict.pth")
     convert(folder, "biggan-pytorch", tmp_path / "run", sets=["generator.init=normal"])  # a --set of another key

@@ -314,3 +314,37 @@ def test_cross_bad_tokens_name_the_block():
         block(torch.randn(2, 8, 3, 3), torch.randn(2, 6, 4))
     with pytest.raises(ShapeError, match=r"^CrossAttention: tokens"):
         block(torch.randn(2, 8, 3, 3), torch.randn(3, 6, 5))
+
+
+@pytest.mark.parametrize("pool", [True, False])
+def test_attention_weights_are_the_ones_the_forward_uses(pool):
+    torch.manual_seed(0)
+    layer = SelfAttention(16, pool=pool)
+    with torch.no_grad():
+        layer.gamma.fill_(0.5)
+    x = torch.randn(2, 16, 8, 6)
+    beta = layer.attention(x)  # (B, N, M)
+    m = 8 * 6 // 4 if pool else 8 * 6
+    assert beta.shape == (2, 48, m)
+    torch.testing.assert_close(beta.sum(-1), torch.ones(2, 48))
+    v = torch.nn.functional.conv2d(x, layer.g.weight)
+    if pool:
+        v = torch.nn.functional.max_pool2d(v, 2)
+    attended = (beta @ v.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(2, -1, 8, 6)  # (B, Cv, H, W)
+    expected = x + 0.5 * torch.nn.functional.conv2d(attended, layer.o.weight)
+    torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_attention_figure_marks_queries_and_draws_a_cell_per_query(tmp_path):
+    import assemble
+    from assemble.figures import attention_figure, attention_maps
+
+    gan = assemble.build("sagan", **assemble.load("sagan")["tiny"])
+    gan.G.eval()
+    inputs = {"z": torch.randn(3, gan.G.input_specs["z"].shape[0]), "c": torch.tensor([0, 1, 2])}
+    _, maps, points = attention_maps(gan.G, inputs, gan.G.output_names[0])
+    assert maps.shape == (3, 3, 32, 32) and float(maps.amax()) == 1.0 and len(points) == 3
+    path = attention_figure(gan.G, inputs, gan.G.output_names[0], tmp_path / "attention.png")
+    from PIL import Image
+
+    assert Image.open(path).size == (4 * 34 + 2, 3 * 34 + 2)  # rows: samples; columns: the image + 3 queries
