@@ -169,6 +169,10 @@ def _train(opts: RunOptions, world: World) -> dict[str, Any]:
     if world.is_main:
         fixed.save(trainer, trainer.step)
         fixed.save_attention(trainer)
+        if any(t.key == "infogan_mi" for t in cfg.terms):  # InfoGAN: a grid per latent code
+            from ..latent_codes import code_grids
+
+            code_grids(trainer.sample_model(), opts.out / "codes", seed=cfg.seed)
         fresh = last_eval[0] != trainer.step
         metrics = evaluate(trainer) if fresh else last_eval[1]
         summary["metrics"] = metrics

@@ -164,26 +164,54 @@ class InfoGANMI(AuxiliaryLoss):
     1e-8 inside its logs of probabilities and standard deviations; this uses log-softmax and logvar
     directly (numerically stable, no epsilon).
 
+    Q's parameters come either in parts (``cat_logits``, ``mu``, ``logvar``) or as ``q``, the one tensor
+    ``q_head`` writes, laid out ``[logits of each categorical code, mu, logvar]`` and split here; a recipe
+    then names one register: ``inputs: {q: D_fake.q, cat_targets: [G.c], cont_targets: G.c_cont}``. The
+    split's sizes are ``cat_dims`` and ``cont_dim`` (the head's), by default read from the targets: the
+    continuous codes' width, and the rest of ``q`` for a single categorical code.
+
     Args:
         lambda_cat: weight of the categorical codes' cross-entropies.
         lambda_cont: weight of the continuous codes' negative log-likelihood.
+        cat_dims: categories of each categorical code in ``q`` (None: inferred; needed for several codes).
+        cont_dim: continuous codes in ``q`` (None: the width of ``cont_targets``, 0 without them).
 
     Shape:
         - cat_logits: list of (B, K_i) -- Q's logits for each categorical code
         - cat_targets: list of (B,) -- the int64 codes fed to G
         - mu, logvar: (B, D) or None -- Q's Gaussian for the D continuous codes (logvar None: unit variance)
         - cont_targets: (B, D) or None -- the continuous codes fed to G
+        - q: (B, sum(cat_dims) + 2·cont_dim) or None -- instead of cat_logits, mu and logvar
         - output: () -- a scalar
     """
 
-    needs: ClassVar[tuple[str, ...]] = ("cat_logits", "cat_targets", "mu", "logvar", "cont_targets")
-    _repr_fields = ("lambda_cat", "lambda_cont")
+    needs: ClassVar[tuple[str, ...]] = ("cat_logits", "cat_targets", "mu", "logvar", "cont_targets", "q")
+    _repr_fields = ("lambda_cat", "lambda_cont", "cat_dims", "cont_dim")
 
-    def __init__(self, lambda_cat: float = 1.0, lambda_cont: float = 1.0):
+    def __init__(self, lambda_cat: float = 1.0, lambda_cont: float = 1.0, cat_dims: Sequence[int] | None = None,
+                 cont_dim: int | None = None):
         self.lambda_cat, self.lambda_cont = float(lambda_cat), float(lambda_cont)
+        self.cat_dims = None if cat_dims is None else tuple(int(d) for d in cat_dims)
+        self.cont_dim = None if cont_dim is None else int(cont_dim)
 
-    def __call__(self, cat_logits: Sequence[Tensor], cat_targets: Sequence[Tensor], mu: Tensor | None = None,
-                 logvar: Tensor | None = None, cont_targets: Tensor | None = None) -> Tensor:
+    def __call__(self, cat_logits: Sequence[Tensor] = (), cat_targets: Sequence[Tensor] = (),
+                 mu: Tensor | None = None, logvar: Tensor | None = None, cont_targets: Tensor | None = None,
+                 q: Tensor | None = None) -> Tensor:
+        if q is not None:
+            if len(cat_logits) or mu is not None or logvar is not None:
+                raise self.fail("give q or its parts (cat_logits, mu, logvar), not both", TypeError)
+            cont_dim = self.cont_dim
+            if cont_dim is None:
+                cont_dim = 0 if cont_targets is None else int(cont_targets.shape[-1])
+            cat_dims = self.cat_dims
+            if cat_dims is None:
+                if len(cat_targets) > 1:
+                    raise self.fail("several categorical codes in q: give cat_dims (the size of each)")
+                cat_dims = (int(q.shape[-1]) - 2 * cont_dim,) if len(cat_targets) else ()
+            check_shape(q, "B D", block=self, name="q", D=sum(cat_dims) + 2 * cont_dim)
+            *cat_logits, mu, logvar = q.split([*cat_dims, cont_dim, cont_dim], dim=1)
+            if not cont_dim:
+                mu = logvar = None
         cat_logits, cat_targets = list(cat_logits), list(cat_targets)
         if len(cat_logits) != len(cat_targets):
             raise self.fail(f"{len(cat_logits)} categorical logits but {len(cat_targets)} targets")
