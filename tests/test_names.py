@@ -60,6 +60,17 @@ PINNED = {
     "gan_mlp": {"G": ["fc0.linear.weight", "fc0.linear.bias", "out.linear.weight"],
                 "D": ["fc0.linear.weight", "out.linear.bias"]},
     "wgan_gp_toy": {"G": ["fc0.linear.weight", "out.linear.weight"], "D": ["fc0.linear.weight", "out.linear.bias"]},
+    "cgan": {"G": ["z_fc.linear.weight", "y_fc.linear.weight", "fc.linear.weight", "out.linear.weight"],
+             "D": ["x_maxout.linear.weight", "y_maxout.linear.weight", "joint.linear.weight", "out.linear.bias"]},
+    "acgan": {"G": ["fc1.linear.weight", "tconv2.0.conv.weight", "tconv2.1.weight", "tconv4.0.conv.weight"],
+              "D": ["conv1.0.conv.weight", "conv6.1.running_mean", "fc_dis.linear.weight", "fc_aux.linear.weight"]},
+    "cdcgan_digits": {"G": ["main.0.conv.weight", "main.6.conv.weight"],
+                      "D": ["main.0.conv.parametrizations.weight.original",
+                            "head.embed.parametrizations.weight.original"]},
+    "infogan": {"G": ["fc0.linear.weight", "deconv1.conv.weight"], "D": ["conv0.conv.weight", "q.fc2.weight"]},
+    "sagan": {"G": ["linear.linear.parametrizations.weight.original", "blocks.0.0.bn1.class_gain",
+                    "blocks.1.1.gamma", "output_layer.2.conv.parametrizations.weight.original"],
+              "D": ["blocks.0.1.gamma", "head.linear.parametrizations.weight.original"]},
 }
 
 
