@@ -121,6 +121,8 @@ class BigGANGBlock(_CondBlock):
             ``--SN_eps 1e-6``).
         bn_eps: batch-norm epsilon (BigGAN's ``BN_eps``, 1e-5).
         impl: formulation of the conditional batch norms (see ``ConditionalBatchNorm``).
+        class_init: the per-class gains' and biases' start with ``n_classes`` (``ConditionalBatchNorm``):
+            ``"identity"`` (SN-GAN) or ``"xavier"`` (BigGAN-PyTorch's unshared ccbn, SA-GAN).
 
     Shape:
         - x: (B, C, H, W) with C = in_channels.
@@ -139,9 +141,11 @@ class BigGANGBlock(_CondBlock):
         sn_eps: float = 1e-12,
         bn_eps: float = 1e-5,
         impl: str = "auto",
+        class_init: str = "identity",
     ):
         super().__init__()
         _positive(self, in_channels=in_channels, out_channels=out_channels)
+        self.class_init = class_init
         if y_dim is not None and n_classes is not None:
             raise self.fail(f"give at most one of y_dim (BigGAN's ccbn) and n_classes (SN-GAN's categorical "
                             f"CBN), got y_dim={y_dim}, n_classes={n_classes}")
@@ -162,7 +166,8 @@ class BigGANGBlock(_CondBlock):
         if self.y_dim is not None:
             return ConditionalBatchNorm(channels, y_dim=self.y_dim, eps=eps, sn=sn, sn_eps=sn_eps, impl=impl)
         if self.n_classes is not None:
-            return ConditionalBatchNorm(channels, n_classes=self.n_classes, eps=eps, impl=impl)
+            return ConditionalBatchNorm(channels, n_classes=self.n_classes, eps=eps, impl=impl,
+                                        class_init=self.class_init)
         return BatchNorm(channels, eps=eps)
 
     def _norm(self, bn: Block, h: Tensor, y: Tensor | None) -> Tensor:

@@ -185,8 +185,11 @@ class ConditionalBatchNorm(Block):
 
     - ``n_classes``: y is a class index; each class has its own gain and bias vector (SN-GAN's
       categorical conditional BN, Miyato & Koyama 2018), stored as the parameters ``class_gain`` and
-      ``class_bias`` (n_classes, C), initialised to 1 and 0. They are plain parameters, not
-      ``nn.Embedding`` layers, so the weight initialisers of ``blocks.init`` leave them at 1 and 0.
+      ``class_bias`` (n_classes, C), initialised to 1 and 0 (``class_init="identity"``, SN-GAN's chainer
+      code), or as BigGAN-PyTorch's unshared ccbn starts (``class_init="xavier"``, SA-GAN): gain
+      1 + U(-a, a) and bias U(-a, a) with a = √(6 / (n_classes + C)), its xavier-initialised
+      ``nn.Embedding`` (n_classes, C) weights; the classes then differ from the first step. They are plain
+      parameters, not ``nn.Embedding`` layers, so the weight initialisers of ``blocks.init`` leave them be.
     - ``y_dim``: y is a vector (BigGAN's shared class embedding concatenated with a z chunk);
       ``gain = 1 + gain(y)`` and ``bias = bias(y)`` with two bias-free linear layers ``gain`` and
       ``bias`` (y_dim -> C), optionally spectrally normalised (BigGAN's ``ccbn``; BigGAN's generator
@@ -202,6 +205,7 @@ class ConditionalBatchNorm(Block):
         momentum: running-average factor of the batch statistics.
         sn: spectral-normalise the two linear layers (y_dim variant only).
         sn_eps: epsilon of their power iteration.
+        class_init: ``"identity"`` or ``"xavier"``, the per-class parameters' start (n_classes variant).
         impl: ``"ref"`` (batch norm, then multiply and add), ``"fused"`` (batch statistics, then a single
             ``x · s + t`` with the gain folded into s), ``"fast"`` (the same ``x · s + t`` with the
             statistics from per-sample contiguous means of x and x² and a hand-written backward, see
@@ -230,8 +234,11 @@ class ConditionalBatchNorm(Block):
         sn: bool = False,
         sn_eps: float = 1e-12,
         impl: str = "auto",
+        class_init: str = "identity",
     ):
         super().__init__()
+        if class_init not in ("identity", "xavier"):
+            raise self.fail(f"class_init should be 'identity' or 'xavier', got {class_init!r}")
         if (y_dim is None) == (n_classes is None):
             raise self.fail(f"give exactly one of y_dim (a conditioning vector) and n_classes (a class "
                             f"index), got y_dim={y_dim}, n_classes={n_classes}")
@@ -245,6 +252,10 @@ class ConditionalBatchNorm(Block):
         if n_classes is not None:
             self.class_gain = nn.Parameter(torch.ones(n_classes, in_channels))
             self.class_bias = nn.Parameter(torch.zeros(n_classes, in_channels))
+            if class_init == "xavier":
+                with torch.no_grad():
+                    nn.init.xavier_uniform_(self.class_bias)
+                    self.class_gain.add_(nn.init.xavier_uniform_(torch.empty_like(self.class_gain)))
         else:
             self.gain = nn.Linear(y_dim, in_channels, bias=False)
             self.bias = nn.Linear(y_dim, in_channels, bias=False)

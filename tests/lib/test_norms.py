@@ -366,3 +366,17 @@ def test_spade_instance_norm_option_is_batch_independent_and_bad_inputs_are_name
         block(x, torch.rand(3, 4, 4, 4))
     with pytest.raises(ValueError, match=r"^SPADE"):
         SPADE(2, 3, norm="layer")
+
+
+def test_categorical_conditional_bn_starts_as_sn_gan_or_as_biggan_pytorch():
+    from blocks import ConditionalBatchNorm
+
+    identity = ConditionalBatchNorm(64, n_classes=10)
+    assert torch.equal(identity.class_gain, torch.ones(10, 64)) and not identity.class_bias.any()
+    torch.manual_seed(0)
+    xavier = ConditionalBatchNorm(64, n_classes=10, class_init="xavier")
+    a = (6 / (10 + 64)) ** 0.5  # xavier_uniform_ of an (n_classes, C) embedding
+    assert (xavier.class_gain - 1).abs().max() <= a and xavier.class_bias.abs().max() <= a
+    assert (xavier.class_gain - 1).std() > a / 3 and xavier.class_bias.std() > a / 3  # classes differ at once
+    with pytest.raises(ValueError, match="class_init should be 'identity' or 'xavier'"):
+        ConditionalBatchNorm(8, n_classes=2, class_init="ones")
