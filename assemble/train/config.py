@@ -13,6 +13,7 @@ train:
   batch: 32
   steps: 2000
   n_critic: 1
+  critic_boost: {n: 100, first: 25, every: 500}   # WGAN: n critic updates for the first G steps and every 500th
   optimizers:
     G: {type: adam, lr: 0.002, betas: [0.0, 0.99], eps: 1.0e-8}
     D: {type: adam, lr: 0.002, betas: [0.0, 0.99]}
@@ -48,7 +49,8 @@ OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 PRECISIONS = ("fp32", "bf16", "fp16")
 TRAIN_KEYS = ("batch", "steps", "n_critic", "optimizers", "ema", "style_mixing", "precision", "accumulate",
               "schedule", "seed", "log_every", "sample_every", "checkpoint_every", "eval_every", "keep",
-              "sample_grid", "g_labels", "reset_optimizers_on_stage", "pl_batch_shrink", "d_joint")
+              "sample_grid", "g_labels", "reset_optimizers_on_stage", "pl_batch_shrink", "d_joint", "critic_boost",
+              "lr_decay")
 
 
 @dataclass
@@ -122,6 +124,10 @@ class TrainConfig:
     reset_optimizers_on_stage: bool = True
     pl_batch_shrink: int = 2
     d_joint: bool = False  # D sees fakes and reals in one forward (BigGAN, SPADE): one SN power step per update
+    lr_decay: str = "none"  # "linear": both learning rates fall linearly to 0 at train.steps (WGAN-GP, SN-GAN)
+    # WGAN (martinarjovsky/WassersteinGAN main.py): {n, first, every} -- n critic updates instead of n_critic
+    # while fewer than `first` G steps are done and at every `every`-th G step
+    critic_boost: dict[str, int] | None = None
     data: dict[str, Any] = field(default_factory=dict)
 
 
@@ -248,6 +254,18 @@ def parse(recipe: dict[str, Any], overrides: dict[str, Any] | None = None) -> Tr
     cfg.g_labels = g_labels
     cfg.reset_optimizers_on_stage = bool(train.get("reset_optimizers_on_stage", True))
     cfg.d_joint = bool(train.get("d_joint", False))
+    lr_decay = train.get("lr_decay", "none")
+    if lr_decay not in ("none", "linear"):
+        issues.add("train.lr_decay", f"'none' or 'linear', found {lr_decay!r}")
+    else:
+        cfg.lr_decay = lr_decay
+    boost = train.get("critic_boost")
+    if boost:
+        if not isinstance(boost, dict) or set(boost) - {"n", "first", "every"} or "n" not in boost:
+            issues.add("train.critic_boost", f"critic_boost takes n, first and every, found {boost!r}")
+        else:
+            cfg.critic_boost = {k: _number(boost.get(k, 0), f"train.critic_boost.{k}", issues, integer=True,
+                                           low=1 if k == "n" else 0) or 0 for k in ("n", "first", "every")}
     opts = train.get("optimizers") or {}
     for net in ("G", "D"):
         raw = dict(opts.get(net) or {})

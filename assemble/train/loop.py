@@ -362,12 +362,17 @@ class Trainer:
                 f.write(json.dumps(record) + "\n")
 
     def train_step(self) -> dict[str, float]:
+        if self.cfg.lr_decay == "linear":  # lr · max(0, 1 - step / steps), from the step alone (resumes exactly)
+            for net, opt in self.opt.items():
+                for group in opt.param_groups:
+                    group["lr"] = self.cfg.optimizers[net].lr * max(0.0, 1.0 - self.step / self.cfg.steps)
         phase = self.phase()
         batch = self.apply_phase(phase)
         logs: dict[str, float] = {}
-        for i in range(self.cfg.n_critic):
+        n_critic = self.critic_iters()
+        for i in range(n_critic):
             for k, v in self.d_step(batch, phase, self.step * self.cfg.n_critic + i).items():
-                logs[k] = logs.get(k, 0.0) + v / self.cfg.n_critic
+                logs[k] = logs.get(k, 0.0) + v / n_critic
         logs.update(self.g_step(batch, phase))
         self.images += batch
         self.step += 1
@@ -376,6 +381,14 @@ class Trainer:
         if phase is not None:
             logs.update({"progress/stage": float(phase.stage), "progress/alpha": phase.alpha})
         return logs
+
+    def critic_iters(self) -> int:
+        """D updates before this G step: ``n_critic``, or WGAN's boost (main.py: ``Diters = 100`` while
+        ``gen_iterations < 25 or gen_iterations % 500 == 0``)."""
+        boost = self.cfg.critic_boost
+        if boost and (self.step < boost["first"] or (boost["every"] and self.step % boost["every"] == 0)):
+            return boost["n"]
+        return self.cfg.n_critic
 
     def sample_model(self) -> nn.Module:
         return self.ema.model if self.ema else self.G

@@ -54,6 +54,7 @@ class ProjectionHead(Block):
         sn: spectral normalisation on ``linear`` and ``embed`` (SNGAN, BigGAN: on).
         sn_eps: power-iteration epsilon.
         sn_iters: power iterations per training forward.
+        bias: give ``linear`` a bias (BigGAN: yes; SN-GAN's ``l5 = SNLinear(ch, 1, nobias=True)``: no).
 
     Shape:
         - h: (B, C); y: (B,) integer class indices.
@@ -61,10 +62,10 @@ class ProjectionHead(Block):
     """
 
     def __init__(self, in_features: int, n_classes: int = 1000, sn: bool = True, sn_eps: float = 1e-12,
-                 sn_iters: int = 1):
+                 sn_iters: int = 1, bias: bool = True):
         super().__init__()
         self.in_features, self.n_classes, self.sn = in_features, n_classes, sn
-        self.linear = nn.Linear(in_features, 1)
+        self.linear = nn.Linear(in_features, 1, bias=bias)
         self.embed = nn.Embedding(n_classes, in_features)
         if sn:
             spectral_norm(self.linear, n_power_iterations=sn_iters, eps=sn_eps)

@@ -107,3 +107,29 @@ def test_two_time_scale_learning_rates(tmp_path):
     trainer, _ = prepare(opts("gan_mlp", tmp_path, steps=1, sets=MLP, train_overrides=overrides), assemble_world())
     assert trainer.opt["G"].param_groups[0]["lr"] == 1e-4
     assert isinstance(trainer.opt["D"], torch.optim.RMSprop) and trainer.opt["D"].param_groups[0]["lr"] == 4e-4
+
+
+def test_linear_lr_decay_follows_the_step_and_wgan_boosts_the_critic(tmp_path):
+    """train.lr_decay: linear (WGAN-GP's DECAY, SN-GAN's LinearShift): lr · (1 - step / steps) before each step;
+    train.critic_boost (WGAN's main.py): n critic updates for the first G steps and every `every`-th."""
+    from assemble.train.distributed import World
+
+    sets = ["hidden=8", "g_layers=1", "d_layers=1"]
+    trainer, _ = prepare(RunOptions(recipe="gan_mlp", out=tmp_path / "a", sets=sets, steps=4, progress=False,
+                                    train_overrides={"lr_decay": "linear", "batch": 8}), World())
+    seen = []
+    for _ in range(4):
+        trainer.train_step()
+        seen.append(trainer.opt["G"].param_groups[0]["lr"])
+    assert seen == pytest.approx([1e-3 * (1 - s / 4) for s in range(4)])
+    with pytest.raises(assemble.RecipeError, match="lr_decay"):
+        prepare(RunOptions(recipe="gan_mlp", out=tmp_path / "b", sets=sets, steps=1, progress=False,
+                           train_overrides={"lr_decay": "cosine"}), World())
+    boost = {"n": 3, "first": 2, "every": 5}
+    trainer, _ = prepare(RunOptions(recipe="gan_mlp", out=tmp_path / "c", sets=sets, steps=1, progress=False,
+                                    train_overrides={"critic_boost": boost, "n_critic": 1}), World())
+    iters = []
+    for step in range(11):
+        trainer.step = step
+        iters.append(trainer.critic_iters())
+    assert iters == [3, 3, 1, 1, 1, 3, 1, 1, 1, 1, 3]
