@@ -16,6 +16,6 @@ def test_readme_main_job_uses_a_shipped_recipe_and_built_in_data():
     import assemble
 
     readme = (ROOT / "README.md").read_text()
-    assert "ganforge train dcgan_digits" in readme
-    recipe = assemble.load("dcgan_digits")
+    assert "ganforge train cdcgan_digits --out runs/digits" in readme
+    recipe = assemble.load("cdcgan_digits")
     assert recipe["data"]["name"] == "digits"

@@ -40,6 +40,8 @@ def run(recipe: str, out: Path, steps: int, sets: list[str] | None = None, **kw)
 
 
 def test_gan_mlp_covers_the_ring_of_8(tmp_path, one_thread):
+    """Seed 0 at 2000 steps. Over seeds 0-4 at the recipe's 3000 steps: 7.6 ± 0.9 modes (8, 8, 8, 6, 8),
+    high-quality fraction 0.946 ± 0.008 (recipes/gan_mlp.yaml); the margins allow for another machine."""
     summary = run("gan_mlp", tmp_path, steps=2000)
     m = summary["metrics"]
     assert m["modes_covered"] >= 7, m
